@@ -1,0 +1,79 @@
+/* registry.h - OCI distribution API client: resolve an image (manifest,
+ * index -> platform, config) and hand out blob URLs and auth headers for the
+ * fetcher.  Anonymous access and the anonymous Bearer token challenge.
+ *
+ * Thread safety: sf_registry_auth_header() and sf_registry_reauth() may be
+ * called from any thread (the fetcher's); resolve is called once, up front.
+ */
+#ifndef SF_REGISTRY_H
+#define SF_REGISTRY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "decompress.h"
+#include "error.h"
+#include "ref.h"
+
+struct sf_layer_desc {
+	char *digest;	  /* compressed blob digest "sha256:..." */
+	char *media_type;
+	uint64_t size;	  /* compressed size from the manifest */
+	char *diff_id;	  /* uncompressed digest from the config */
+	enum sf_compression compression;
+};
+
+struct sf_image {
+	char *ref;		/* normalised reference string */
+	char *manifest_digest;	/* digest of the image manifest (not the index) */
+	char *manifest_json;	/* raw bytes of the manifest, NUL-terminated */
+	char *config_digest;
+	char *config_json;	/* raw bytes of the config, NUL-terminated */
+	struct sf_layer_desc *layers; /* bottom first */
+	size_t n_layers;
+};
+void sf_image_clear(struct sf_image *img);
+
+struct sf_registry_opts {
+	bool insecure;	       /* allow plain HTTP to a non-loopback registry */
+	const char *os;	       /* platform to select from an index; NULL = "linux" */
+	const char *arch;      /* NULL = this machine's (GOARCH spelling: amd64, arm64...) */
+	const char *variant;   /* NULL = any */
+	long connect_timeout_s; /* 0 = default (10 s) */
+};
+
+struct sf_registry;
+
+/* ref is copied. */
+sf_ret sf_registry_new(const struct sf_ref *ref, const struct sf_registry_opts *opts,
+		       struct sf_registry **out, struct sf_error *err);
+void sf_registry_free(struct sf_registry *r);
+
+/* GET the manifest (following an index to the platform's manifest), the
+ * config, check every digest that can be checked, and fill img.  Errors
+ * name the ref: "127.0.0.1:5000/library/nope:latest: manifest unknown". */
+sf_ret sf_registry_resolve(struct sf_registry *r, struct sf_image *img, struct sf_error *err);
+
+/* "http(s)://host/v2/<repo>/blobs/<digest>".  New string. */
+char *sf_registry_blob_url(struct sf_registry *r, const char *digest);
+
+/* Current "Authorization: Bearer <token>" header line for r, or "" when
+ * anonymous.  Copied into buf (len >= 8192 recommended). */
+void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len);
+
+/* A request got 401 with this WWW-Authenticate value: obtain a fresh token.
+ * failed_header is the Authorization line the failing request used; when the
+ * token has already been refreshed since, this returns 0 at once, so many
+ * chunks failing together fetch one token. */
+sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
+			  const char *failed_header, struct sf_error *err);
+
+/* Apply the registry's TLS/transport settings to a curl easy handle (CA,
+ * timeouts, user agent).  Takes a CURL * as void * to keep curl.h out. */
+void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy);
+
+/* Registry name for messages ("127.0.0.1:5000"). Borrowed. */
+const char *sf_registry_name(const struct sf_registry *r);
+
+#endif
