@@ -1,0 +1,290 @@
+/* mount.c - `soci-fuse mount` and `soci-fuse umount`.
+ *
+ * Everything that can fail because of what the user typed (reference,
+ * registry, mountpoint, cache dir) is checked before the mount, while the
+ * command still has a terminal to print one line to.  Once the kernel mount
+ * is live the process daemonizes (the parent exits 0), and only then are
+ * the fetcher and layer threads started: threads do not survive fork().
+ */
+#include "mount.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "fs.h"
+#include "layer.h"
+#include "ref.h"
+#include "registry.h"
+
+#define MOUNT_OPTIONS "ro,default_permissions,allow_other,fsname=soci-fuse,subtype=soci-fuse"
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("soci-fuse: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+/* Unescape mountinfo's octal escapes (\040 for space) in place. */
+static void unescape_mountinfo(char *s)
+{
+	char *w = s;
+
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] && r[3]) {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+static bool is_mountpoint(const char *abs)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char mnt[4096];
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1) {
+			unescape_mountinfo(mnt);
+			found = strcmp(mnt, abs) == 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Resolve and check the mountpoint; clean a dead FUSE mount left by a
+ * killed daemon ("Transport endpoint is not connected"). */
+static int check_mountpoint(const char *path, char abs[PATH_MAX])
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0 && errno == ENOTCONN) {
+		if (umount2(path, MNT_DETACH) < 0)
+			return fail("mountpoint %s: dead mount left by a killed daemon, and it "
+				    "cannot be unmounted: %s", path, strerror(errno));
+		fprintf(stderr, "soci-fuse: cleaned up a dead mount left at %s\n", path);
+	}
+	if (!realpath(path, abs))
+		return fail("mountpoint %s: %s", path, strerror(errno));
+	if (stat(abs, &st) < 0)
+		return fail("mountpoint %s: %s", path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail("mountpoint %s: not a directory", path);
+	if (is_mountpoint(abs))
+		return fail("mountpoint %s is busy: something is already mounted there", path);
+	return 0;
+}
+
+static char *default_cache_dir(void)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	char *s = NULL;
+
+	if (geteuid() == 0)
+		return strdup(SF_CACHE_DEFAULT_DIR);
+	if (xdg && *xdg)
+		return asprintf(&s, "%s/soci-fuse", xdg) < 0 ? NULL : s;
+	if (!home) {
+		struct passwd *pw = getpwuid(getuid());
+		home = pw ? pw->pw_dir : "/tmp";
+	}
+	return asprintf(&s, "%s/.cache/soci-fuse", home) < 0 ? NULL : s;
+}
+
+/* What a mount holds; torn down by mount_state_free on every path. */
+struct mount_state {
+	struct sf_ref ref;
+	struct sf_registry *reg;
+	struct sf_image img;
+	struct sf_cache *cache;
+	struct sf_layer *layers;
+	unsigned n_layers_ready;
+	struct sf_fs fs;
+	bool fs_ready;
+	struct fuse_session *se;
+	bool mounted;
+	struct sf_fetcher *fetcher;
+};
+
+static void mount_state_free(struct mount_state *m)
+{
+	if (m->fs_ready)
+		sf_fs_fail_waiters(&m->fs, EIO);
+	for (unsigned i = 0; i < m->n_layers_ready; i++)
+		m->layers[i].cancel = true;
+	sf_fetcher_free(m->fetcher); /* cancels blobs, so layer threads finish */
+	for (unsigned i = 0; i < m->n_layers_ready; i++)
+		sf_layer_destroy(&m->layers[i]);
+	if (m->se) {
+		fuse_remove_signal_handlers(m->se);
+		if (m->mounted)
+			fuse_session_unmount(m->se);
+		fuse_session_destroy(m->se);
+	}
+	if (m->fs_ready)
+		sf_fs_destroy(&m->fs);
+	free(m->layers);
+	sf_cache_free(m->cache);
+	sf_image_clear(&m->img);
+	sf_registry_free(m->reg);
+	sf_ref_clear(&m->ref);
+}
+
+static int resolve_image(struct mount_state *m, const struct sf_mount_opts *o)
+{
+	struct sf_registry_opts ropts = { .insecure = o->insecure };
+	struct sf_error err = { 0 };
+	sf_ret r;
+
+	r = sf_ref_parse(o->ref, &m->ref, &err);
+	if (r == 0)
+		r = sf_registry_new(&m->ref, &ropts, &m->reg, &err);
+	if (r == 0)
+		r = sf_registry_resolve(m->reg, &m->img, &err);
+	return r < 0 ? fail("%s", sf_error_text(&err, r)) : 0;
+}
+
+static int open_layers(struct mount_state *m, const struct sf_mount_opts *o)
+{
+	_cleanup_free_ char *dir = o->cache_dir ? strdup(o->cache_dir) : default_cache_dir();
+	struct sf_error err = { 0 };
+	sf_ret r;
+
+	if (!dir)
+		return fail("out of memory");
+	r = sf_cache_open(dir, &m->cache, &err);
+	if (r < 0)
+		return fail("%s", sf_error_text(&err, r));
+	m->layers = calloc(m->img.n_layers ? m->img.n_layers : 1, sizeof(*m->layers));
+	if (!m->layers)
+		return fail("out of memory");
+	for (unsigned i = 0; i < m->img.n_layers; i++) {
+		r = sf_layer_init(&m->layers[i], i, &m->img.layers[i], m->cache, &err);
+		if (r < 0) {
+			sf_layer_destroy(&m->layers[i]);
+			return fail("layer %u (%s): %s", i, m->img.layers[i].digest,
+				    sf_error_text(&err, r));
+		}
+		m->n_layers_ready = i + 1;
+	}
+	return 0;
+}
+
+static int mount_fuse(struct mount_state *m, const struct sf_mount_opts *o, const char *abs)
+{
+	const char *xattr = o->overlay_xattr && strcmp(o->overlay_xattr, "user") == 0
+				    ? "user.overlay.opaque"
+				    : "trusted.overlay.opaque";
+	char *argv[] = { "soci-fuse", "-o", MOUNT_OPTIONS, o->debug ? "-d" : NULL, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(o->debug ? 4 : 3, argv);
+
+	if (sf_fs_init(&m->fs, m->layers, (unsigned)m->img.n_layers, &m->img, abs, xattr) < 0)
+		return fail("out of memory");
+	m->fs_ready = true;
+	m->se = fuse_session_new(&args, &sf_fs_ops, sizeof(sf_fs_ops), &m->fs);
+	if (!m->se)
+		return fail("cannot create FUSE session (is /dev/fuse available?)");
+	if (fuse_session_mount(m->se, abs) != 0)
+		return fail("cannot mount at %s (is /dev/fuse available, are you root?)", abs);
+	m->mounted = true;
+	return 0;
+}
+
+static int serve(struct mount_state *m, const struct sf_mount_opts *o)
+{
+	struct fuse_loop_config *cfg;
+	struct sf_error err = { 0 };
+	sf_ret r;
+	int rc;
+
+	if (fuse_set_signal_handlers(m->se) != 0)
+		return fail("cannot set signal handlers");
+	r = sf_fetcher_new(&o->fetch, &m->fetcher, &err);
+	for (unsigned i = 0; r == 0 && i < m->img.n_layers; i++)
+		r = sf_layer_start(&m->layers[i], m->reg, m->fetcher, &err);
+	if (r < 0) {
+		syslog(LOG_ERR, "%s", sf_error_text(&err, r));
+		return fail("%s", sf_error_text(&err, r));
+	}
+	cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		return fail("out of memory");
+	fuse_loop_cfg_set_max_threads(cfg, 16);
+	rc = fuse_session_loop_mt(m->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return rc < 0 ? 1 : 0;
+}
+
+int sf_mount_main(const struct sf_mount_opts *o)
+{
+	struct mount_state m = { 0 };
+	char abs[PATH_MAX];
+	int rc;
+
+	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
+	rc = check_mountpoint(o->mountpoint, abs);
+	if (rc == 0)
+		rc = resolve_image(&m, o);
+	if (rc == 0)
+		rc = open_layers(&m, o);
+	if (rc == 0)
+		rc = mount_fuse(&m, o, abs);
+	if (rc == 0 && fuse_daemonize(o->foreground) != 0)
+		rc = fail("cannot daemonize");
+	if (rc == 0)
+		rc = serve(&m, o);
+	mount_state_free(&m);
+	return rc;
+}
+
+int sf_umount_main(const char *mountpoint)
+{
+	if (umount2(mountpoint, 0) == 0)
+		return 0;
+	switch (errno) {
+	case EINVAL:
+		return fail("%s is not mounted", mountpoint);
+	case EBUSY:
+		return fail("%s is busy: unmount the overlay stacked on it and stop processes "
+			    "using it first", mountpoint);
+	case EPERM: {
+		/* not root: let the setuid helper do it */
+		pid_t pid = fork();
+		int status = 1;
+		if (pid == 0) {
+			execlp("fusermount3", "fusermount3", "-u", mountpoint, (char *)NULL);
+			_exit(127);
+		}
+		if (pid > 0)
+			waitpid(pid, &status, 0);
+		return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+	}
+	default:
+		return fail("cannot unmount %s: %s", mountpoint, strerror(errno));
+	}
+}

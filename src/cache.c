@@ -1,0 +1,299 @@
+/* cache.c - see cache.h for the layout and its invariant. */
+#include "cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "digest.h"
+
+#define LOCK_POLL_MS 100
+
+static sf_ret mkdir_p(const char *path)
+{
+	_cleanup_free_ char *p = strdup(path);
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(p, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static char *path_join(const char *a, const char *b, const char *c)
+{
+	char *s = NULL;
+
+	if (asprintf(&s, "%s/%s%s", a, b, c ? c : "") < 0)
+		return NULL;
+	return s;
+}
+
+sf_ret sf_cache_open(const char *dir, struct sf_cache **out, struct sf_error *err)
+{
+	static const char *subdirs[] = { "layers", "tmp", "locks" };
+	struct sf_cache *c;
+	char cwd[PATH_MAX];
+	sf_ret r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return sf_fail(err, ENOMEM, "out of memory");
+	if (dir[0] == '/')
+		c->root = strdup(dir);
+	else if (getcwd(cwd, sizeof(cwd)))
+		c->root = path_join(cwd, dir, NULL);
+	if (!c->root) {
+		free(c);
+		return sf_fail(err, ENOMEM, "cache dir %s: cannot make it absolute", dir);
+	}
+	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+		_cleanup_free_ char *p = path_join(c->root, subdirs[i], NULL);
+		r = p ? mkdir_p(p) : -ENOMEM;
+		if (r < 0) {
+			sf_fail(err, -r, "cache dir %s: %s", c->root, strerror(-r));
+			sf_cache_free(c);
+			return r;
+		}
+	}
+	*out = c;
+	return 0;
+}
+
+void sf_cache_free(struct sf_cache *c)
+{
+	if (!c)
+		return;
+	free(c->root);
+	free(c);
+}
+
+char *sf_cache_layer_dir(const struct sf_cache *c, const char *digest)
+{
+	char *s = NULL;
+
+	return asprintf(&s, "%s/layers/%s", c->root, sf_digest_hex(digest)) < 0 ? NULL : s;
+}
+
+char *sf_cache_work_dir(const struct sf_cache *c, const char *digest)
+{
+	char *s = NULL;
+
+	return asprintf(&s, "%s/tmp/%s", c->root, sf_digest_hex(digest)) < 0 ? NULL : s;
+}
+
+sf_ret sf_cache_lock_layer(const struct sf_cache *c, const char *digest, int *lock_fd,
+			   volatile bool *cancel, struct sf_error *err)
+{
+	_cleanup_free_ char *path = NULL;
+	int fd;
+
+	if (asprintf(&path, "%s/locks/%s.lock", c->root, sf_digest_hex(digest)) < 0)
+		return sf_fail(err, ENOMEM, "out of memory");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return sf_fail(err, errno, "cache dir %s: cannot open %s: %s", c->root, path,
+			       strerror(errno));
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			int e = errno;
+			close(fd);
+			return sf_fail(err, e, "cache dir %s: cannot lock %s: %s", c->root, path,
+				       strerror(e));
+		}
+		if (cancel && *cancel) {
+			close(fd);
+			return sf_fail(err, ECANCELED, "stopped while waiting for %s", path);
+		}
+		usleep(LOCK_POLL_MS * 1000);
+	}
+	*lock_fd = fd;
+	return 0;
+}
+
+void sf_cache_unlock_layer(int lock_fd)
+{
+	if (lock_fd >= 0)
+		close(lock_fd); /* releases the flock */
+}
+
+/* meta.json must name this very layer: a renamed or mixed-up directory is
+ * not served. */
+static bool meta_matches(const char *dir, const struct sf_layer_desc *desc)
+{
+	_cleanup_free_ char *path = path_join(dir, "meta.json", NULL);
+	json_t *meta = path ? json_load_file(path, 0, NULL) : NULL;
+	const char *digest, *diff_id;
+	bool ok;
+
+	if (!meta)
+		return false;
+	digest = json_string_value(json_object_get(meta, "digest"));
+	diff_id = json_string_value(json_object_get(meta, "diff_id"));
+	ok = digest && diff_id && strcmp(digest, desc->digest) == 0 &&
+	     (!desc->diff_id || strcmp(diff_id, desc->diff_id) == 0);
+	json_decref(meta);
+	return ok;
+}
+
+sf_ret sf_cache_load_layer(const struct sf_cache *c, const struct sf_layer_desc *desc,
+			   struct sf_index **idx, int *data_fd, struct sf_error *err)
+{
+	_cleanup_free_ char *dir = sf_cache_layer_dir(c, desc->digest);
+	_cleanup_free_ char *ipath = dir ? path_join(dir, "index", NULL) : NULL;
+	_cleanup_free_ char *dpath = dir ? path_join(dir, "data", NULL) : NULL;
+	int ifd, dfd;
+	sf_ret r;
+
+	if (!ipath || !dpath)
+		return sf_fail(err, ENOMEM, "out of memory");
+	if (access(dir, F_OK) < 0 || !meta_matches(dir, desc))
+		return -ENOENT;
+	ifd = open(ipath, O_RDONLY | O_CLOEXEC);
+	if (ifd < 0)
+		return sf_fail(err, errno, "cached layer %s: %s: %s", desc->digest, ipath,
+			       strerror(errno));
+	r = sf_index_load(ifd, idx, err);
+	close(ifd);
+	if (r < 0) {
+		sf_error_prefix(err, "cached layer %s", desc->digest);
+		return r;
+	}
+	dfd = open(dpath, O_RDONLY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = sf_fail(err, errno, "cached layer %s: %s: %s", desc->digest, dpath,
+			    strerror(errno));
+		sf_index_free(*idx);
+		*idx = NULL;
+		return r;
+	}
+	*data_fd = dfd;
+	return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+void sf_cache_remove_tree(const char *path)
+{
+	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+sf_ret sf_cache_begin_layer(const struct sf_cache *c, const char *digest, char **work_dir,
+			    struct sf_error *err)
+{
+	char *dir = sf_cache_work_dir(c, digest);
+
+	if (!dir)
+		return sf_fail(err, ENOMEM, "out of memory");
+	sf_cache_remove_tree(dir);
+	if (mkdir(dir, 0700) < 0) {
+		sf_ret r = sf_fail(err, errno, "cache dir %s: cannot create %s: %s", c->root, dir,
+				   strerror(errno));
+		free(dir);
+		return r;
+	}
+	*work_dir = dir;
+	return 0;
+}
+
+static sf_ret fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static sf_ret write_index(const char *work_dir, const struct sf_index *idx, struct sf_error *err)
+{
+	_cleanup_free_ char *path = path_join(work_dir, "index", NULL);
+	int fd = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+	sf_ret r;
+
+	if (fd < 0)
+		return sf_fail(err, errno, "cannot create %s: %s", path ? path : "index",
+			       strerror(errno));
+	r = sf_index_save(idx, fd, err);
+	if (r == 0 && fsync(fd) < 0)
+		r = sf_fail(err, errno, "cannot sync %s: %s", path, strerror(errno));
+	close(fd);
+	return r;
+}
+
+static sf_ret write_meta(const char *work_dir, const struct sf_layer_desc *desc,
+			 const struct sf_index *idx, uint64_t diff_size, struct sf_error *err)
+{
+	_cleanup_free_ char *path = path_join(work_dir, "meta.json", NULL);
+	json_t *meta;
+	int rc;
+
+	if (!path)
+		return sf_fail(err, ENOMEM, "out of memory");
+	meta = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I, s:I}", "digest", desc->digest,
+			 "diff_id", desc->diff_id ? desc->diff_id : "", "compressed_size",
+			 (json_int_t)desc->size, "uncompressed_size", (json_int_t)diff_size,
+			 "compression", sf_compression_name(desc->compression), "entries",
+			 (json_int_t)(idx->n_dentries - 1), "completed_at", (json_int_t)time(NULL));
+	if (!meta)
+		return sf_fail(err, ENOMEM, "out of memory");
+	rc = json_dump_file(meta, path, JSON_INDENT(2));
+	json_decref(meta);
+	if (rc < 0 || fsync_path(path) < 0)
+		return sf_fail(err, EIO, "cannot write %s", path);
+	return 0;
+}
+
+sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_desc *desc,
+			     const char *work_dir, const struct sf_index *idx,
+			     uint64_t diff_size, struct sf_error *err)
+{
+	_cleanup_free_ char *final = sf_cache_layer_dir(c, desc->digest);
+	_cleanup_free_ char *blob = path_join(work_dir, "blob", NULL);
+	_cleanup_free_ char *data = path_join(work_dir, "data", NULL);
+	_cleanup_free_ char *layers = path_join(c->root, "layers", NULL);
+	sf_ret r;
+
+	if (!final || !blob || !data || !layers)
+		return sf_fail(err, ENOMEM, "out of memory");
+	r = write_index(work_dir, idx, err);
+	if (r == 0)
+		r = write_meta(work_dir, desc, idx, diff_size, err);
+	if (r < 0)
+		return r;
+	unlink(blob);
+	if (fsync_path(data) < 0 || fsync_path(work_dir) < 0)
+		return sf_fail(err, EIO, "cache dir %s: cannot sync %s", c->root, work_dir);
+	sf_cache_remove_tree(final); /* a leftover that failed meta_matches */
+	if (rename(work_dir, final) < 0)
+		return sf_fail(err, errno, "cache dir %s: cannot rename %s to %s: %s", c->root,
+			       work_dir, final, strerror(errno));
+	fsync_path(layers);
+	return 0;
+}

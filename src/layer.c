@@ -1,0 +1,394 @@
+/* layer.c - the pull of one layer, on its own thread.
+ *
+ * The stream is a stack of pull readers (reader.h):
+ *   spool: waits for the fetcher to make blob bytes contiguous, preads them
+ *          from the spool file and hashes them (blob digest);
+ *   decompressor: gzip / zstd / none;
+ *   counted: hashes the uncompressed bytes (diff_id) and counts them;
+ *   tar: entries, whose file data is copied into the layer's data file.
+ * After the tar end, both readers are drained so the digests cover every
+ * byte, then checked; only then is the layer committed to the cache.
+ */
+#include "layer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "decompress.h"
+#include "digest.h"
+#include "tar.h"
+
+#define COPY_BUF_SIZE (256 * 1024)
+#define DATA_ALIGN 4096
+
+struct spool_reader {
+	struct sf_blob *blob;
+	int fd;
+	uint64_t pos;
+	struct sf_sha256 *sha;
+};
+
+static ssize_t spool_read(void *ctx, void *buf, size_t len, struct sf_error *err)
+{
+	struct spool_reader *s = ctx;
+	int64_t avail;
+	ssize_t n;
+
+	if (s->pos >= s->blob->size)
+		return 0;
+	avail = sf_blob_wait(s->blob, s->pos + 1);
+	if (avail < 0) {
+		pthread_mutex_lock(&s->blob->lock);
+		*err = s->blob->err;
+		pthread_mutex_unlock(&s->blob->lock);
+		if (!err->msg[0])
+			sf_fail(err, (int)-avail, "download failed: %s", strerror((int)-avail));
+		return (ssize_t)avail;
+	}
+	if ((uint64_t)avail - s->pos < len)
+		len = (size_t)((uint64_t)avail - s->pos);
+	n = pread(s->fd, buf, len, (off_t)s->pos);
+	if (n <= 0)
+		return sf_fail(err, n < 0 ? errno : EIO, "cannot read spool: %s",
+			       n < 0 ? strerror(errno) : "short read");
+	sf_sha256_update(s->sha, buf, (size_t)n);
+	s->pos += (uint64_t)n;
+	return n;
+}
+
+struct counted_reader {
+	struct sf_reader src;
+	struct sf_sha256 *sha;
+	_Atomic uint64_t *count;
+};
+
+static ssize_t counted_read(void *ctx, void *buf, size_t len, struct sf_error *err)
+{
+	struct counted_reader *c = ctx;
+	ssize_t n = sf_read(c->src, buf, len, err);
+
+	if (n > 0) {
+		sf_sha256_update(c->sha, buf, (size_t)n);
+		atomic_fetch_add(c->count, (uint64_t)n);
+	}
+	return n;
+}
+
+/* Everything one pull needs; released by pull_cleanup on every path. */
+struct pull {
+	struct sf_layer *l;
+	char *work_dir;
+	int lock_fd, blob_fd;
+	struct spool_reader spool;
+	struct counted_reader counted;
+	struct sf_decompressor *dec;
+	struct sf_tar *tar;
+	unsigned char *buf;
+	uint64_t data_end;
+	bool blob_added;
+};
+
+const char *sf_layer_state_name(enum sf_layer_state s)
+{
+	static const char *names[] = { "pending", "waiting", "fetching", "complete", "failed" };
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+}
+
+static void set_state(struct sf_layer *l, enum sf_layer_state s)
+{
+	atomic_store(&l->state, s);
+	if (l->notify)
+		l->notify(l, l->notify_arg);
+}
+
+sf_ret sf_layer_init(struct sf_layer *l, unsigned number, const struct sf_layer_desc *desc,
+		     const struct sf_cache *cache, struct sf_error *err)
+{
+	sf_ret r;
+
+	memset(l, 0, sizeof(*l));
+	l->number = number;
+	l->desc = desc;
+	l->cache = cache;
+	l->data_fd = -1;
+	pthread_rwlock_init(&l->lock, NULL);
+	sf_blob_init(&l->blob);
+	r = sf_cache_load_layer(cache, desc, &l->idx, &l->data_fd, err);
+	if (r == 0) {
+		atomic_store(&l->state, SF_LAYER_COMPLETE);
+		return 0;
+	}
+	if (r != -ENOENT)
+		return r;
+	memset(err, 0, sizeof(*err));
+	l->idx = sf_index_new();
+	if (!l->idx)
+		return sf_fail(err, ENOMEM, "out of memory");
+	atomic_store(&l->state, SF_LAYER_PENDING);
+	return 0;
+}
+
+/* Copy the current regular file's data into the data file at its offset. */
+static sf_ret copy_file_data(struct pull *p, const struct sf_tar_entry *e, uint64_t *off_out,
+			     struct sf_error *err)
+{
+	uint64_t base = (p->data_end + DATA_ALIGN - 1) & ~(uint64_t)(DATA_ALIGN - 1);
+	uint64_t off;
+	ssize_t n;
+
+	*off_out = e->size ? base : 0;
+	while ((n = sf_tar_read_data(p->tar, &off, p->buf, COPY_BUF_SIZE, err)) > 0) {
+		if (off + (uint64_t)n > e->size)
+			return sf_fail(err, EIO, "tar entry %s: data beyond its size", e->path);
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = pwrite(p->l->data_fd, p->buf + done, (size_t)(n - done),
+					   (off_t)(base + off + (uint64_t)done));
+			if (w < 0)
+				return sf_fail(err, errno, "cache dir %s: cannot write data: %s",
+					       p->l->cache->root, strerror(errno));
+			done += w;
+		}
+	}
+	if (n < 0)
+		return (sf_ret)n;
+	if (e->size == 0)
+		return 0;
+	/* a sparse file may end in a hole: the data file must reach its end */
+	if (ftruncate(p->l->data_fd, (off_t)(base + e->size)) < 0 && errno != EINVAL)
+		return sf_fail(err, errno, "cache dir %s: cannot extend data: %s",
+			       p->l->cache->root, strerror(errno));
+	p->data_end = base + e->size;
+	return 0;
+}
+
+static sf_ret add_entry(struct pull *p, const struct sf_tar_entry *e, struct sf_error *err)
+{
+	struct sf_layer *l = p->l;
+	uint64_t off = 0;
+	sf_ret r;
+
+	if (e->type == SF_TAR_REG) {
+		r = copy_file_data(p, e, &off, err);
+		if (r < 0)
+			return r;
+	}
+	pthread_rwlock_wrlock(&l->lock);
+	r = sf_index_add(l->idx, e, off, err);
+	pthread_rwlock_unlock(&l->lock);
+	if (r == 0 && l->notify)
+		l->notify(l, l->notify_arg);
+	return r;
+}
+
+/* Read to the end of a stream, so its digest covers every byte. */
+static sf_ret drain(struct sf_reader r, unsigned char *buf, struct sf_error *err)
+{
+	ssize_t n;
+
+	while ((n = sf_read(r, buf, COPY_BUF_SIZE, err)) > 0)
+		;
+	return (sf_ret)n;
+}
+
+static sf_ret check_digest(struct sf_sha256 *sha, const char *want, const char *what,
+			   struct sf_error *err)
+{
+	char got[SF_DIGEST_STR_LEN + 1];
+
+	sf_sha256_final(sha, got);
+	if (want && strcmp(got, want) != 0)
+		return sf_fail(err, EIO, "%s mismatch: expected %s, got %s", what, want, got);
+	return 0;
+}
+
+static sf_ret open_work_files(struct pull *p, struct sf_error *err)
+{
+	struct sf_layer *l = p->l;
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/blob", p->work_dir);
+	p->blob_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (p->blob_fd < 0)
+		return sf_fail(err, errno, "cannot create %s: %s", path, strerror(errno));
+	snprintf(path, sizeof(path), "%s/data", p->work_dir);
+	l->data_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (l->data_fd < 0)
+		return sf_fail(err, errno, "cannot create %s: %s", path, strerror(errno));
+	return 0;
+}
+
+static sf_ret unpack(struct pull *p, struct sf_error *err)
+{
+	struct sf_layer *l = p->l;
+	const struct sf_tar_entry *e;
+	sf_ret r;
+	int more;
+
+	r = sf_decompressor_new(l->desc->compression,
+				(struct sf_reader){ .read = spool_read, .ctx = &p->spool }, &p->dec,
+				err);
+	if (r < 0)
+		return r;
+	p->counted.src = sf_decompressor_reader(p->dec);
+	r = sf_tar_new((struct sf_reader){ .read = counted_read, .ctx = &p->counted }, &p->tar);
+	if (r < 0)
+		return sf_fail(err, -r, "out of memory");
+	while ((more = sf_tar_next(p->tar, &e, err)) == 1) {
+		r = add_entry(p, e, err);
+		if (r < 0)
+			return r;
+	}
+	if (more < 0)
+		return more;
+	r = drain((struct sf_reader){ .read = counted_read, .ctx = &p->counted }, p->buf, err);
+	if (r == 0)
+		r = drain((struct sf_reader){ .read = spool_read, .ctx = &p->spool }, p->buf, err);
+	if (r == 0)
+		r = check_digest(p->spool.sha, l->desc->digest, "blob digest", err);
+	if (r == 0)
+		r = check_digest(p->counted.sha, l->desc->diff_id, "diff_id", err);
+	return r;
+}
+
+static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct sf_fetcher *f,
+			       struct sf_error *err)
+{
+	struct sf_layer *l = p->l;
+	sf_ret r;
+
+	r = sf_cache_begin_layer(l->cache, l->desc->digest, &p->work_dir, err);
+	if (r == 0)
+		r = open_work_files(p, err);
+	if (r < 0)
+		return r;
+	p->buf = malloc(COPY_BUF_SIZE);
+	p->spool = (struct spool_reader){ .blob = &l->blob, .fd = p->blob_fd };
+	p->spool.sha = sf_sha256_new();
+	p->counted.sha = sf_sha256_new();
+	p->counted.count = &l->unpacked;
+	if (!p->buf || !p->spool.sha || !p->counted.sha)
+		return sf_fail(err, ENOMEM, "out of memory");
+	l->blob.reg = reg;
+	l->blob.digest = l->desc->digest;
+	l->blob.size = l->desc->size;
+	l->blob.fd = p->blob_fd;
+	set_state(l, SF_LAYER_FETCHING);
+	sf_fetcher_add(f, &l->blob);
+	p->blob_added = true;
+	r = unpack(p, err);
+	if (r < 0)
+		return r;
+	return sf_cache_commit_layer(l->cache, l->desc, p->work_dir, l->idx,
+				     atomic_load(&l->unpacked), err);
+}
+
+/* Another process finished the layer while we waited for its lock. */
+static bool adopt_cached(struct sf_layer *l)
+{
+	struct sf_index *idx = NULL;
+	struct sf_error ignored = { 0 };
+	int fd = -1;
+
+	if (sf_cache_load_layer(l->cache, l->desc, &idx, &fd, &ignored) < 0)
+		return false;
+	pthread_rwlock_wrlock(&l->lock);
+	sf_index_free(l->idx);
+	l->idx = idx;
+	l->data_fd = fd;
+	pthread_rwlock_unlock(&l->lock);
+	return true;
+}
+
+static void pull_cleanup(struct pull *p, bool failed)
+{
+	sf_tar_free(p->tar);
+	sf_decompressor_free(p->dec);
+	sf_sha256_free(p->spool.sha);
+	sf_sha256_free(p->counted.sha);
+	free(p->buf);
+	if (p->blob_added) {
+		/* the fetcher may still be writing to blob_fd until it finishes */
+		sf_blob_wait(&p->l->blob, UINT64_MAX);
+	}
+	if (p->blob_fd >= 0)
+		close(p->blob_fd);
+	if (failed && p->work_dir)
+		sf_cache_remove_tree(p->work_dir);
+	free(p->work_dir);
+	sf_cache_unlock_layer(p->lock_fd);
+}
+
+struct start_args {
+	struct sf_layer *l;
+	struct sf_registry *reg;
+	struct sf_fetcher *fetcher;
+};
+
+static void *pull_thread(void *arg)
+{
+	struct start_args a = *(struct start_args *)arg;
+	struct sf_layer *l = a.l;
+	struct pull p = { .l = l, .lock_fd = -1, .blob_fd = -1 };
+	struct sf_error err = { 0 };
+	sf_ret r;
+
+	free(arg);
+	set_state(l, SF_LAYER_WAITING);
+	r = sf_cache_lock_layer(l->cache, l->desc->digest, &p.lock_fd, &l->cancel, &err);
+	if (r == 0 && !adopt_cached(l))
+		r = fetch_and_unpack(&p, a.reg, a.fetcher, &err);
+	pull_cleanup(&p, r < 0);
+	if (r < 0) {
+		l->err = err;
+		sf_error_prefix(&l->err, "layer %u (%s)", l->number, l->desc->digest);
+		set_state(l, SF_LAYER_FAILED);
+	} else {
+		set_state(l, SF_LAYER_COMPLETE);
+	}
+	return NULL;
+}
+
+sf_ret sf_layer_start(struct sf_layer *l, struct sf_registry *reg, struct sf_fetcher *fetcher,
+		      struct sf_error *err)
+{
+	struct start_args *a;
+	int rc;
+
+	if (sf_layer_state(l) != SF_LAYER_PENDING)
+		return 0;
+	a = malloc(sizeof(*a));
+	if (!a)
+		return sf_fail(err, ENOMEM, "out of memory");
+	*a = (struct start_args){ .l = l, .reg = reg, .fetcher = fetcher };
+	rc = pthread_create(&l->thread, NULL, pull_thread, a);
+	if (rc) {
+		free(a);
+		return sf_fail(err, rc, "cannot start layer thread: %s", strerror(rc));
+	}
+	l->thread_started = true;
+	return 0;
+}
+
+void sf_layer_stop(struct sf_layer *l)
+{
+	l->cancel = true;
+	if (l->thread_started) {
+		pthread_join(l->thread, NULL);
+		l->thread_started = false;
+	}
+}
+
+void sf_layer_destroy(struct sf_layer *l)
+{
+	sf_layer_stop(l);
+	sf_index_free(l->idx);
+	l->idx = NULL;
+	if (l->data_fd >= 0)
+		close(l->data_fd);
+	sf_blob_destroy(&l->blob);
+	pthread_rwlock_destroy(&l->lock);
+}

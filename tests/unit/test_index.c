@@ -1,0 +1,266 @@
+/* Unit tests for the layer index: tar entries -> tree, overlay whiteouts,
+ * hard links, replacement, hostile paths, and the on-disk round trip. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "index.h"
+
+static struct sf_tar_entry entry(const char *path, enum sf_tar_type type)
+{
+	return (struct sf_tar_entry){ .path = (char *)path, .linkname = "", .type = type,
+				      .mode = 0644, .uid = 0, .gid = 0, .mtime_sec = 1000 };
+}
+
+static void add_ok(struct sf_index *idx, struct sf_tar_entry e, uint64_t off)
+{
+	struct sf_error err = { 0 };
+	sf_ret r = sf_index_add(idx, &e, off, &err);
+
+	if (r != 0)
+		fail_msg("adding %s: %s", e.path, err.msg);
+}
+
+/* Inode id at a slash-separated path, or 0. */
+static uint32_t resolve(const struct sf_index *idx, const char *path)
+{
+	char buf[256];
+	uint32_t at = SF_INDEX_ROOT;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *save = NULL, *c = strtok_r(buf, "/", &save); c && at;
+	     c = strtok_r(NULL, "/", &save))
+		at = sf_index_lookup(idx, at, c);
+	return at;
+}
+
+static void test_files_dirs_and_implicit_parents(void **state)
+{
+	struct sf_index *idx = sf_index_new();
+	struct sf_tar_entry f = entry("./usr/bin/tool", SF_TAR_REG);
+	struct stat st;
+	uint32_t id;
+
+	(void)state;
+	f.size = 42;
+	f.mode = 04755;
+	f.uid = 1000;
+	f.gid = 100;
+	f.mtime_nsec = 123456789;
+	add_ok(idx, f, 8192);
+	id = resolve(idx, "usr/bin/tool");
+	assert_int_not_equal(id, 0);
+	sf_index_stat(idx, id, &st);
+	assert_int_equal(st.st_mode, S_IFREG | 04755);
+	assert_int_equal(st.st_size, 42);
+	assert_int_equal(st.st_uid, 1000);
+	assert_int_equal(st.st_gid, 100);
+	assert_int_equal(st.st_mtim.tv_nsec, 123456789);
+	assert_int_equal(idx->inodes[id].data_off, 8192);
+	/* implicit parents are 0755 directories; usr has one subdirectory */
+	sf_index_stat(idx, resolve(idx, "usr"), &st);
+	assert_int_equal(st.st_mode, S_IFDIR | 0755);
+	assert_int_equal(st.st_nlink, 3);
+	/* a later explicit entry gives the directory its attributes, keeps children */
+	struct sf_tar_entry d = entry("usr/", SF_TAR_DIR);
+	d.mode = 0700;
+	add_ok(idx, d, 0);
+	sf_index_stat(idx, resolve(idx, "usr"), &st);
+	assert_int_equal(st.st_mode, S_IFDIR | 0700);
+	assert_int_equal(resolve(idx, "usr/bin/tool"), id);
+	sf_index_free(idx);
+}
+
+static void test_whiteouts_and_opaque(void **state)
+{
+	struct sf_index *idx = sf_index_new();
+	const void *v;
+	char list[64];
+	struct stat st;
+	uint32_t id;
+
+	(void)state;
+	add_ok(idx, entry("etc/.wh.passwd", SF_TAR_REG), 0);
+	add_ok(idx, entry("var/cache/.wh..wh..opq", SF_TAR_REG), 0);
+	add_ok(idx, entry("var/.wh..wh.plnk", SF_TAR_DIR), 0);
+	id = resolve(idx, "etc/passwd");
+	assert_int_not_equal(id, 0);
+	sf_index_stat(idx, id, &st);
+	assert_true(S_ISCHR(st.st_mode));
+	assert_int_equal(major(st.st_rdev), 0);
+	assert_int_equal(minor(st.st_rdev), 0);
+	assert_int_equal(resolve(idx, "etc/.wh.passwd"), 0);
+	assert_int_equal(resolve(idx, "var/cache/.wh..wh..opq"), 0);
+	assert_int_equal(resolve(idx, "var/.wh..wh.plnk"), 0);
+	id = resolve(idx, "var/cache");
+	assert_int_equal(sf_index_getxattr(idx, id, "trusted.overlay.opaque",
+					   "trusted.overlay.opaque", &v), 1);
+	assert_memory_equal(v, "y", 1);
+	assert_int_equal(sf_index_getxattr(idx, id, "user.overlay.opaque",
+					   "trusted.overlay.opaque", &v), -ENODATA);
+	assert_int_equal(sf_index_listxattr(idx, id, "trusted.overlay.opaque", list,
+					    sizeof(list)), 23);
+	assert_string_equal(list, "trusted.overlay.opaque");
+	assert_int_equal(sf_index_getxattr(idx, resolve(idx, "var"), "trusted.overlay.opaque",
+					   "trusted.overlay.opaque", &v), -ENODATA);
+	sf_index_free(idx);
+}
+
+static void test_hardlinks_share_inode(void **state)
+{
+	struct sf_index *idx = sf_index_new();
+	struct sf_tar_entry f = entry("a/file", SF_TAR_REG);
+	struct sf_tar_entry l = entry("b/link", SF_TAR_HARDLINK);
+	struct sf_tar_entry l2 = entry("c/link2", SF_TAR_HARDLINK);
+	struct stat st;
+
+	(void)state;
+	f.size = 5;
+	add_ok(idx, f, 4096);
+	l.linkname = "./a/file";
+	add_ok(idx, l, 0);
+	l2.linkname = "b/link"; /* chain: link to a link */
+	add_ok(idx, l2, 0);
+	assert_int_equal(resolve(idx, "a/file"), resolve(idx, "b/link"));
+	assert_int_equal(resolve(idx, "a/file"), resolve(idx, "c/link2"));
+	sf_index_stat(idx, resolve(idx, "a/file"), &st);
+	assert_int_equal(st.st_nlink, 3);
+	assert_int_equal(st.st_size, 5);
+	sf_index_free(idx);
+}
+
+static void test_later_entry_wins(void **state)
+{
+	struct sf_index *idx = sf_index_new();
+	struct sf_tar_entry f = entry("x", SF_TAR_REG);
+	struct sf_tar_entry s = entry("x", SF_TAR_SYMLINK);
+	struct stat st;
+
+	(void)state;
+	f.size = 10;
+	add_ok(idx, f, 0);
+	s.linkname = "target";
+	add_ok(idx, s, 0);
+	sf_index_stat(idx, resolve(idx, "x"), &st);
+	assert_true(S_ISLNK(st.st_mode));
+	assert_string_equal(idx->inodes[resolve(idx, "x")].target, "target");
+	/* only one name in the directory */
+	uint32_t n = 0;
+	for (uint32_t d = idx->inodes[SF_INDEX_ROOT].first_child; d; d = idx->dentries[d].next_sibling)
+		n++;
+	assert_int_equal(n, 1);
+	sf_index_free(idx);
+}
+
+static void test_hostile_paths_refused(void **state)
+{
+	struct sf_index *idx = sf_index_new();
+	struct sf_error err = { 0 };
+	struct sf_tar_entry e = entry("a/../../etc/passwd", SF_TAR_REG);
+	struct sf_tar_entry l = entry("link", SF_TAR_HARDLINK);
+	struct sf_tar_entry f = entry("file", SF_TAR_REG);
+	struct sf_tar_entry under = entry("file/x", SF_TAR_REG);
+
+	(void)state;
+	assert_int_equal(sf_index_add(idx, &e, 0, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "a/../../etc/passwd"));
+	l.linkname = "missing";
+	assert_int_equal(sf_index_add(idx, &l, 0, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "missing"));
+	add_ok(idx, f, 0);
+	assert_int_equal(sf_index_add(idx, &under, 0, &err), -ENOTDIR);
+	e = entry("big", SF_TAR_REG);
+	e.uid = 1ull << 40;
+	assert_int_equal(sf_index_add(idx, &e, 0, &err), -EOVERFLOW);
+	sf_index_free(idx);
+}
+
+static void test_save_load_round_trip(void **state)
+{
+	struct sf_index *idx = sf_index_new(), *back = NULL;
+	struct sf_error err = { 0 };
+	struct sf_tar_xattr x = { .name = "user.k", .value = (unsigned char *)"v\0w", .len = 3 };
+	struct sf_tar_entry f = entry("d/f", SF_TAR_REG);
+	struct sf_tar_entry s = entry("d/s", SF_TAR_SYMLINK);
+	struct sf_tar_entry c = entry("dev/null", SF_TAR_CHR);
+	char path[] = "/tmp/sf-index-XXXXXX";
+	int fd = mkstemp(path);
+	struct stat a, b;
+	const void *v;
+
+	(void)state;
+	assert_true(fd >= 0);
+	f.size = 3;
+	f.xattrs = &x;
+	f.n_xattrs = 1;
+	add_ok(idx, f, 4096);
+	s.linkname = "/abs/target";
+	add_ok(idx, s, 0);
+	c.devmajor = 1;
+	c.devminor = 3;
+	add_ok(idx, c, 0);
+	add_ok(idx, entry("d/sub/.wh..wh..opq", SF_TAR_REG), 0);
+	for (int i = 0; i < 1000; i++) { /* enough to rehash */
+		char name[32];
+		snprintf(name, sizeof(name), "many/%d", i);
+		add_ok(idx, entry(name, SF_TAR_REG), 0);
+	}
+	assert_int_equal(sf_index_save(idx, fd, &err), 0);
+	assert_int_equal(sf_index_load(fd, &back, &err), 0);
+	assert_int_equal(back->n_inodes, idx->n_inodes);
+	assert_int_equal(back->n_dentries, idx->n_dentries);
+	for (uint32_t i = 1; i < idx->n_inodes; i++) {
+		sf_index_stat(idx, i, &a);
+		sf_index_stat(back, i, &b);
+		assert_memory_equal(&a, &b, sizeof(a));
+	}
+	assert_int_equal(resolve(back, "d/f"), resolve(idx, "d/f"));
+	assert_int_equal(resolve(back, "many/999"), resolve(idx, "many/999"));
+	assert_string_equal(back->inodes[resolve(back, "d/s")].target, "/abs/target");
+	assert_int_equal(sf_index_getxattr(back, resolve(back, "d/f"), "user.k", "x", &v), 3);
+	assert_memory_equal(v, "v\0w", 3);
+	assert_true(back->inodes[resolve(back, "d/sub")].opaque);
+	/* the child order survives */
+	assert_string_equal(back->dentries[back->inodes[SF_INDEX_ROOT].first_child].name, "d");
+	sf_index_free(back);
+
+	/* every truncation of the file is refused, never crashes */
+	struct stat fst;
+	fstat(fd, &fst);
+	for (off_t len = 0; len < fst.st_size; len += 1 + len / 7) {
+		assert_int_equal(ftruncate(fd, len), 0);
+		back = NULL;
+		assert_true(sf_index_load(fd, &back, &err) < 0);
+		assert_null(back);
+		if (len == 0) { /* restore, then truncate progressively */
+			lseek(fd, 0, SEEK_SET);
+			assert_int_equal(sf_index_save(idx, fd, &err), 0);
+		}
+	}
+	close(fd);
+	unlink(path);
+	sf_index_free(idx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_files_dirs_and_implicit_parents),
+		cmocka_unit_test(test_whiteouts_and_opaque),
+		cmocka_unit_test(test_hardlinks_share_inode),
+		cmocka_unit_test(test_later_entry_wins),
+		cmocka_unit_test(test_hostile_paths_refused),
+		cmocka_unit_test(test_save_load_round_trip),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
