@@ -48,8 +48,15 @@
  * Errors are EIO for anything malformed or over a limit (the message says
  * which), EOPNOTSUPP for an unknown GNU sparse version, ENOMEM, or whatever
  * the source returned.
+ *
+ * Files.  This one is the core: reading blocks from the source, header
+ * parsing and checksums, numeric fields, extension headers ('x' bodies are
+ * only gathered here), assembling the entry, handing out plain data and the
+ * public API.  tar_pax.c parses the PAX records and xattrs; tar_sparse.c has
+ * every sparse dialect (old GNU 'S', PAX 0.0/0.1/1.0) and reads sparse data.
+ * tar-private.h holds struct sf_tar and what the three share.
  */
-#include "tar.h"
+#include "tar-private.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -60,126 +67,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BLOCK 512
-#define ENAME_MAX 512          /* longest entry name quoted in a message */
-#define QUOTE_MAX 48           /* longest value quoted in a message */
-#define XATTR_NAME_MAX_LEN 255 /* Linux XATTR_NAME_MAX */
-#define SKIP_BUF (16 * 1024)
-#define MAX_GNU_SPARSE_VERSION 1000000
-#define NSEC_PER_SEC 1000000000u
-#define NSEC_DIGITS 9
 #define MODE_MASK 07777
-
-/* Header layout (POSIX ustar; old GNU where noted). */
-enum {
-	H_NAME = 0,
-	H_NAME_LEN = 100,
-	H_MODE = 100,
-	H_MODE_LEN = 8,
-	H_UID = 108,
-	H_GID = 116,
-	H_ID_LEN = 8,
-	H_SIZE = 124,
-	H_SIZE_LEN = 12,
-	H_MTIME = 136,
-	H_MTIME_LEN = 12,
-	H_CHKSUM = 148,
-	H_CHKSUM_LEN = 8,
-	H_TYPE = 156,
-	H_LINK = 157,
-	H_LINK_LEN = 100,
-	H_MAGIC = 257,
-	H_DEVMAJOR = 329,
-	H_DEVMINOR = 337,
-	H_DEV_LEN = 8,
-	H_PREFIX = 345,
-	H_PREFIX_LEN = 155,
-	/* old GNU sparse header */
-	H_GNU_SPARSE = 386,
-	GNU_SPARSE_IN_HEADER = 4,
-	H_GNU_ISEXTENDED = 482,
-	H_GNU_REALSIZE = 483,
-	GNU_SPARSE_ENTRY_LEN = 24,
-	GNU_SPARSE_NUM_LEN = 12,
-	/* old GNU sparse extension block */
-	GNU_SPARSE_IN_EXT = 21,
-	EXT_ISEXTENDED = 504,
-};
-
-#define MAX_GNU_SPARSE_EXT_BLOCKS (SF_TAR_MAX_SPARSE_SEGMENTS / GNU_SPARSE_IN_EXT + 1)
 
 static const char MAGIC_GNU[8] = { 'u', 's', 't', 'a', 'r', ' ', ' ', '\0' };
 static const char MAGIC_USTAR[6] = { 'u', 's', 't', 'a', 'r', '\0' };
 
 enum tar_format { FMT_V7, FMT_USTAR, FMT_GNU };
-enum tar_state { ST_HEADER, ST_END, ST_FAILED };
 enum num_result { NUM_OK = 0, NUM_BAD = -1, NUM_RANGE = -2 };
-
-struct sparse_seg {
-	uint64_t offset, len;
-};
-
-struct seg_list {
-	struct sparse_seg *v;
-	size_t n, cap;
-};
-
-/* What the pending PAX 'x' records say about the next entry. */
-struct pax_info {
-	char *path, *linkpath, *sparse_name;
-	bool has_size, has_uid, has_gid, has_mtime;
-	uint64_t size, uid, gid;
-	int64_t mtime_sec;
-	uint32_t mtime_nsec;
-	/* GNU.sparse.* */
-	bool sparse_0x; /* 0.0 or 0.1 map keys seen */
-	bool has_realsize, has_numblocks, has_major, has_minor;
-	uint64_t realsize, numblocks, major, minor;
-	bool offset_pending; /* 0.0: GNU.sparse.offset awaiting numbytes */
-	uint64_t offset;
-};
-
-struct pax_rec {
-	const char *key, *val;
-	size_t klen, vlen;
-};
-
-struct sf_tar {
-	struct sf_reader src;
-	enum tar_state state;
-	uint64_t pos;     /* bytes consumed from src */
-	uint64_t hdr_pos; /* archive offset of t->hdr */
-	unsigned char hdr[BLOCK];
-	unsigned char lookahead[BLOCK]; /* one peeked block, see peek_block */
-	size_t la_len, la_pos;
-
-	/* Extension headers waiting for their entry. */
-	bool pending;
-	char *pax_buf;
-	size_t pax_len;
-	char *gnu_path, *gnu_link;
-	struct pax_info pax;
-
-	/* The current entry. */
-	struct sf_tar_entry entry;
-	size_t xattr_cap;
-	char ename[ENAME_MAX]; /* entry name for messages; "" when unknown */
-	bool has_data;         /* a regular file whose data is handed out */
-	uint64_t body_left;    /* body bytes not consumed yet */
-	uint64_t pad_left;     /* padding after the body */
-	uint64_t lpos;         /* logical offset of the next byte (not sparse) */
-	bool sparse;
-	struct seg_list segs;
-	size_t seg_idx;
-	uint64_t seg_done;
-
-	struct sf_error fail; /* the sticky error */
-	unsigned char scratch[SKIP_BUF];
-};
 
 /* ---- errors ---- */
 
-static void set_ename(struct sf_tar *t, const char *s, size_t len)
+void tar_set_ename(struct sf_tar *t, const char *s, size_t len)
 {
 	size_t max = sizeof(t->ename) - 4, i;
 
@@ -195,7 +93,7 @@ static void set_ename(struct sf_tar *t, const char *s, size_t len)
 }
 
 /* A short printable copy of an archive value, for messages. */
-static const char *quote(char out[QUOTE_MAX], const char *s, size_t n)
+const char *tar_quote(char out[QUOTE_MAX], const char *s, size_t n)
 {
 	size_t i;
 
@@ -211,10 +109,7 @@ static const char *quote(char out[QUOTE_MAX], const char *s, size_t n)
 	return out;
 }
 
-static sf_ret tar_fail(struct sf_tar *t, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static sf_ret tar_fail(struct sf_tar *t, int code, const char *fmt, ...)
+sf_ret tar_fail(struct sf_tar *t, int code, const char *fmt, ...)
 {
 	char what[SF_ERROR_MSG_MAX];
 	va_list ap;
@@ -227,14 +122,14 @@ static sf_ret tar_fail(struct sf_tar *t, int code, const char *fmt, ...)
 	return sf_fail(&t->fail, code, "tar archive offset %" PRIu64 ": %s", t->hdr_pos, what);
 }
 
-static sf_ret truncated(struct sf_tar *t)
+sf_ret tar_truncated(struct sf_tar *t)
 {
 	if (t->ename[0])
 		return sf_fail(&t->fail, EIO, "truncated tar archive in entry %s", t->ename);
 	return sf_fail(&t->fail, EIO, "truncated tar archive at offset %" PRIu64, t->pos);
 }
 
-static sf_ret no_memory(struct sf_tar *t)
+sf_ret tar_no_memory(struct sf_tar *t)
 {
 	return tar_fail(t, ENOMEM, "out of memory");
 }
@@ -255,7 +150,7 @@ static sf_ret report(struct sf_tar *t, sf_ret ret, struct sf_error *err)
 /* ---- reading the source ---- */
 
 /* One read: the peeked block first, else one call to the source. */
-static ssize_t src_some(struct sf_tar *t, void *buf, size_t len)
+ssize_t tar_src_some(struct sf_tar *t, void *buf, size_t len)
 {
 	ssize_t n;
 
@@ -286,7 +181,7 @@ static ssize_t src_fill(struct sf_tar *t, void *buf, size_t len)
 	size_t got = 0;
 
 	while (got < len) {
-		ssize_t n = src_some(t, p + got, len - got);
+		ssize_t n = tar_src_some(t, p + got, len - got);
 		if (n < 0)
 			return n;
 		if (n == 0)
@@ -297,7 +192,7 @@ static ssize_t src_fill(struct sf_tar *t, void *buf, size_t len)
 }
 
 /* 1: a full block, 0: end of stream at the block boundary, < 0: error. */
-static sf_ret read_block(struct sf_tar *t, unsigned char *buf)
+sf_ret tar_read_block(struct sf_tar *t, unsigned char *buf)
 {
 	ssize_t n = src_fill(t, buf, BLOCK);
 
@@ -306,7 +201,7 @@ static sf_ret read_block(struct sf_tar *t, unsigned char *buf)
 	if (n == 0)
 		return 0;
 	if (n < BLOCK)
-		return truncated(t);
+		return tar_truncated(t);
 	return 1;
 }
 
@@ -318,7 +213,7 @@ static sf_ret read_exact(struct sf_tar *t, void *buf, size_t len)
 	if (n < 0)
 		return (sf_ret)n;
 	if ((size_t)n < len)
-		return truncated(t);
+		return tar_truncated(t);
 	return 0;
 }
 
@@ -326,11 +221,11 @@ static sf_ret skip_bytes(struct sf_tar *t, uint64_t *left)
 {
 	while (*left > 0) {
 		size_t k = *left < SKIP_BUF ? (size_t)*left : SKIP_BUF;
-		ssize_t n = src_some(t, t->scratch, k);
+		ssize_t n = tar_src_some(t, t->scratch, k);
 		if (n < 0)
 			return (sf_ret)n;
 		if (n == 0)
-			return truncated(t);
+			return tar_truncated(t);
 		*left -= (uint64_t)n;
 	}
 	return 0;
@@ -406,8 +301,8 @@ static enum num_result parse_num(const unsigned char *f, size_t n, int64_t *out)
 	return parse_octal(f, n, out);
 }
 
-static sf_ret field_num(struct sf_tar *t, const unsigned char *f, size_t n, const char *what,
-			bool neg_ok, int64_t *out)
+sf_ret tar_field_num(struct sf_tar *t, const unsigned char *f, size_t n, const char *what,
+		     bool neg_ok, int64_t *out)
 {
 	enum num_result r = parse_num(f, n, out);
 
@@ -420,14 +315,14 @@ static sf_ret field_num(struct sf_tar *t, const unsigned char *f, size_t n, cons
 	return 0;
 }
 
-static sf_ret hdr_num(struct sf_tar *t, size_t off, size_t n, const char *what, bool neg_ok,
-		      int64_t *out)
+sf_ret tar_hdr_num(struct sf_tar *t, size_t off, size_t n, const char *what, bool neg_ok,
+		   int64_t *out)
 {
-	return field_num(t, t->hdr + off, n, what, neg_ok, out);
+	return tar_field_num(t, t->hdr + off, n, what, neg_ok, out);
 }
 
 /* Unsigned decimal, the whole of s, at most max. */
-static bool parse_dec(const char *s, size_t n, uint64_t max, uint64_t *out)
+bool tar_parse_dec(const char *s, size_t n, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -441,6 +336,17 @@ static bool parse_dec(const char *s, size_t n, uint64_t max, uint64_t *out)
 	}
 	*out = v;
 	return true;
+}
+
+char *tar_memdup_str(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
 }
 
 /* ---- header blocks ---- */
@@ -505,7 +411,7 @@ static void ename_from_header(struct sf_tar *t)
 	char *name = header_name(t->hdr);
 
 	if (name)
-		set_ename(t, name, strlen(name));
+		tar_set_ename(t, name, strlen(name));
 	else
 		t->ename[0] = '\0';
 	free(name);
@@ -539,12 +445,12 @@ static sf_ret read_header(struct sf_tar *t)
 	sf_ret r;
 
 	t->hdr_pos = t->pos;
-	r = read_block(t, t->hdr);
+	r = tar_read_block(t, t->hdr);
 	if (r < 0)
 		return r;
 	if (r == 0) {
 		if (t->pending)
-			return truncated(t);
+			return tar_truncated(t);
 		t->state = ST_END;
 		return 0;
 	}
@@ -563,7 +469,7 @@ static sf_ret read_header(struct sf_tar *t)
 static sf_ret ext_size(struct sf_tar *t, const char *what, uint64_t limit, uint64_t *size)
 {
 	int64_t v;
-	sf_ret r = hdr_num(t, H_SIZE, H_SIZE_LEN, "size", false, &v);
+	sf_ret r = tar_hdr_num(t, H_SIZE, H_SIZE_LEN, "size", false, &v);
 
 	if (r < 0)
 		return r;
@@ -579,7 +485,7 @@ static sf_ret skip_member(struct sf_tar *t)
 {
 	int64_t size;
 	uint64_t left;
-	sf_ret r = hdr_num(t, H_SIZE, H_SIZE_LEN, "size", false, &size);
+	sf_ret r = tar_hdr_num(t, H_SIZE, H_SIZE_LEN, "size", false, &size);
 
 	if (r < 0)
 		return r;
@@ -613,7 +519,7 @@ static sf_ret read_gnu_long(struct sf_tar *t, char **out, const char *what)
 		return r;
 	buf = malloc((size_t)size + 1);
 	if (!buf)
-		return no_memory(t);
+		return tar_no_memory(t);
 	r = read_ext_body(t, buf, size);
 	if (r < 0) {
 		free(buf);
@@ -643,7 +549,7 @@ static sf_ret read_pax_header(struct sf_tar *t)
 		return tar_fail(t, EIO, "PAX headers exceed limit %d", SF_TAR_MAX_PAX);
 	buf = realloc(t->pax_buf, t->pax_len + (size_t)size + 1);
 	if (!buf)
-		return no_memory(t);
+		return tar_no_memory(t);
 	t->pax_buf = buf;
 	r = read_ext_body(t, buf + t->pax_len, size);
 	if (r < 0)
@@ -653,717 +559,6 @@ static sf_ret read_pax_header(struct sf_tar *t)
 	while (t->pax_len > 0 && buf[t->pax_len - 1] == '\0')
 		t->pax_len--;
 	t->pending = true;
-	return 0;
-}
-
-/* ---- PAX records ---- */
-
-static bool key_is(const struct pax_rec *r, const char *key)
-{
-	return r->klen == strlen(key) && memcmp(r->key, key, r->klen) == 0;
-}
-
-static bool key_has_prefix(const struct pax_rec *r, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	return r->klen >= n && memcmp(r->key, prefix, n) == 0;
-}
-
-/* Split the next "<len> key=value\n" record off [*p, end).  1: a record,
- * 0: no more records, < 0: malformed. */
-static sf_ret pax_next(struct sf_tar *t, const char **p, const char *end, struct pax_rec *rec)
-{
-	const char *s = *p, *q = s, *body, *eq;
-	size_t left = (size_t)(end - s), hlen;
-	uint64_t len;
-
-	if (left == 0)
-		return 0;
-	while (q < end && *q >= '0' && *q <= '9')
-		q++;
-	if (q == s || q == end || *q != ' ')
-		return tar_fail(t, EIO, "malformed PAX record length");
-	if (!parse_dec(s, (size_t)(q - s), SF_TAR_MAX_PAX, &len))
-		return tar_fail(t, EIO, "PAX record length %.*s exceeds limit",
-				(int)(q - s < QUOTE_MAX ? q - s : QUOTE_MAX), s);
-	if (len > left)
-		return tar_fail(t, EIO, "PAX record length %" PRIu64 " exceeds header size", len);
-	hlen = (size_t)(q + 1 - s);
-	if (len < hlen + 2 || s[len - 1] != '\n')
-		return tar_fail(t, EIO, "PAX record length %" PRIu64 " does not match its record",
-				len);
-	body = s + hlen;
-	eq = memchr(body, '=', (size_t)(s + len - 1 - body));
-	if (!eq || eq == body || memchr(body, '\0', (size_t)(eq - body)))
-		return tar_fail(t, EIO, "malformed PAX record key");
-	rec->key = body;
-	rec->klen = (size_t)(eq - body);
-	rec->val = eq + 1;
-	rec->vlen = (size_t)(s + len - 1 - rec->val);
-	*p = s + len;
-	return 1;
-}
-
-/* First pass: check the framing and learn the entry's name for messages. */
-static sf_ret pax_scan_name(struct sf_tar *t)
-{
-	const char *p = t->pax_buf, *end = t->pax_buf + t->pax_len;
-	struct pax_rec path = { 0 }, sname = { 0 }, rec;
-	sf_ret r;
-
-	while ((r = pax_next(t, &p, end, &rec)) > 0) {
-		if (key_is(&rec, "path"))
-			path = rec;
-		else if (key_is(&rec, "GNU.sparse.name"))
-			sname = rec;
-	}
-	if (r < 0)
-		return r;
-	if (sname.vlen)
-		set_ename(t, sname.val, sname.vlen);
-	else if (path.vlen)
-		set_ename(t, path.val, path.vlen);
-	return 0;
-}
-
-/* A path-like value; empty means "use the header's" (POSIX). */
-static sf_ret pax_string(struct sf_tar *t, const struct pax_rec *r, char **out)
-{
-	char *s;
-
-	free(*out);
-	*out = NULL;
-	if (r->vlen == 0)
-		return 0;
-	if (r->vlen > SF_TAR_MAX_PATH)
-		return tar_fail(t, EIO, "PAX %.*s longer than %d bytes", (int)r->klen, r->key,
-				SF_TAR_MAX_PATH);
-	if (memchr(r->val, '\0', r->vlen))
-		return tar_fail(t, EIO, "NUL byte in PAX %.*s", (int)r->klen, r->key);
-	s = malloc(r->vlen + 1);
-	if (!s)
-		return no_memory(t);
-	memcpy(s, r->val, r->vlen);
-	s[r->vlen] = '\0';
-	*out = s;
-	return 0;
-}
-
-static sf_ret pax_number(struct sf_tar *t, const struct pax_rec *r, uint64_t max, bool *has,
-			 uint64_t *out)
-{
-	char q[QUOTE_MAX];
-
-	*has = false;
-	if (r->vlen == 0)
-		return 0;
-	if (!parse_dec(r->val, r->vlen, max, out))
-		return tar_fail(t, EIO, "invalid PAX %.*s '%s'", (int)r->klen, r->key,
-				quote(q, r->val, r->vlen));
-	*has = true;
-	return 0;
-}
-
-/* "[-]sec[.frac]"; negative times are floored: -1.5 is sec -2 + 0.5e9 ns. */
-static bool parse_pax_time(const char *s, size_t n, int64_t *sec, uint32_t *nsec)
-{
-	bool neg = n > 0 && s[0] == '-';
-	const char *dot;
-	uint64_t whole, frac = 0;
-	size_t i, wlen;
-
-	if (neg) {
-		s++;
-		n--;
-	}
-	dot = memchr(s, '.', n);
-	wlen = dot ? (size_t)(dot - s) : n;
-	if (!parse_dec(s, wlen, INT64_MAX, &whole))
-		return false;
-	for (i = wlen + (dot ? 1 : 0); i < n; i++) {
-		unsigned d = (unsigned char)s[i] - '0';
-		if (d > 9)
-			return false;
-		if (i - wlen <= NSEC_DIGITS)
-			frac = frac * 10 + d;
-	}
-	for (i = dot ? n - wlen - 1 : 0; i < NSEC_DIGITS; i++)
-		frac *= 10;
-	if (neg && frac) {
-		*sec = -(int64_t)whole - 1;
-		*nsec = (uint32_t)(NSEC_PER_SEC - frac);
-	} else {
-		*sec = neg ? -(int64_t)whole : (int64_t)whole;
-		*nsec = (uint32_t)frac;
-	}
-	return true;
-}
-
-static sf_ret pax_mtime(struct sf_tar *t, const struct pax_rec *r)
-{
-	char q[QUOTE_MAX];
-
-	t->pax.has_mtime = false;
-	if (r->vlen == 0)
-		return 0;
-	if (!parse_pax_time(r->val, r->vlen, &t->pax.mtime_sec, &t->pax.mtime_nsec))
-		return tar_fail(t, EIO, "invalid PAX mtime '%s'", quote(q, r->val, r->vlen));
-	t->pax.has_mtime = true;
-	return 0;
-}
-
-/* ---- xattrs ---- */
-
-static sf_ret xattr_set(struct sf_tar *t, char *name, unsigned char *value, size_t len)
-{
-	struct sf_tar_entry *e = &t->entry;
-	size_t i;
-
-	for (i = 0; i < e->n_xattrs; i++)
-		if (strcmp(e->xattrs[i].name, name) == 0)
-			break;
-	if (i == e->n_xattrs) {
-		if (e->n_xattrs >= SF_TAR_MAX_XATTRS) {
-			free(name);
-			free(value);
-			return tar_fail(t, EIO, "more than %d xattrs", SF_TAR_MAX_XATTRS);
-		}
-		if (e->n_xattrs == t->xattr_cap) {
-			size_t cap = t->xattr_cap ? 2 * t->xattr_cap : 8;
-			struct sf_tar_xattr *v = realloc(e->xattrs, cap * sizeof(*v));
-			if (!v) {
-				free(name);
-				free(value);
-				return no_memory(t);
-			}
-			e->xattrs = v;
-			t->xattr_cap = cap;
-		}
-		e->n_xattrs++;
-	} else {
-		free(e->xattrs[i].name);
-		free(e->xattrs[i].value);
-	}
-	e->xattrs[i] = (struct sf_tar_xattr){ .name = name, .value = value, .len = len };
-	return 0;
-}
-
-static sf_ret xattr_check(struct sf_tar *t, const char *name, size_t nlen, size_t vlen)
-{
-	char q[QUOTE_MAX];
-
-	if (nlen == 0 || nlen > XATTR_NAME_MAX_LEN || memchr(name, '\0', nlen))
-		return tar_fail(t, EIO, "invalid xattr name");
-	if (vlen > SF_TAR_MAX_XATTR_VALUE)
-		return tar_fail(t, EIO, "xattr %s value of %zu bytes exceeds limit %d",
-				quote(q, name, nlen), vlen, SF_TAR_MAX_XATTR_VALUE);
-	return 0;
-}
-
-static char *memdup_str(const char *s, size_t n)
-{
-	char *p = malloc(n + 1);
-
-	if (p) {
-		memcpy(p, s, n);
-		p[n] = '\0';
-	}
-	return p;
-}
-
-/* SCHILY.xattr.<name>=<raw bytes> */
-static sf_ret pax_schily_xattr(struct sf_tar *t, const struct pax_rec *r, size_t plen)
-{
-	const char *name = r->key + plen;
-	size_t nlen = r->klen - plen;
-	char *n;
-	unsigned char *v;
-	sf_ret ret = xattr_check(t, name, nlen, r->vlen);
-
-	if (ret < 0)
-		return ret;
-	n = memdup_str(name, nlen);
-	v = malloc(r->vlen ? r->vlen : 1);
-	if (!n || !v) {
-		free(n);
-		free(v);
-		return no_memory(t);
-	}
-	memcpy(v, r->val, r->vlen);
-	return xattr_set(t, n, v, r->vlen);
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* %XX-decode s into out (at least n + 1 bytes).  Returns the length or -1. */
-static ssize_t url_decode(const char *s, size_t n, char *out)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		int hi, lo;
-		if (s[i] != '%') {
-			out[o++] = s[i];
-			continue;
-		}
-		if (n - i < 3)
-			return -1;
-		hi = hexval(s[i + 1]);
-		lo = hexval(s[i + 2]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[o++] = (char)(hi << 4 | lo);
-		i += 2;
-	}
-	out[o] = '\0';
-	return (ssize_t)o;
-}
-
-static int b64val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Decoded length of base64 s (padding optional), or -1 when invalid. */
-static ssize_t b64_len(const char *s, size_t *n)
-{
-	size_t pad = 0;
-
-	while (*n > 0 && s[*n - 1] == '=' && pad < 2) {
-		(*n)--;
-		pad++;
-	}
-	if (*n % 4 == 1)
-		return -1;
-	for (size_t i = 0; i < *n; i++)
-		if (b64val(s[i]) < 0)
-			return -1;
-	return (ssize_t)(*n / 4 * 3 + (*n % 4 ? *n % 4 - 1 : 0));
-}
-
-static void b64_decode(const char *s, size_t n, unsigned char *out)
-{
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		acc = acc << 6 | (uint32_t)b64val(s[i]);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (unsigned char)(acc >> bits);
-		}
-	}
-}
-
-/* LIBARCHIVE.xattr.<url-encoded name>=<base64 value> */
-static sf_ret pax_libarchive_xattr(struct sf_tar *t, const struct pax_rec *r, size_t plen)
-{
-	size_t enlen = r->klen - plen, vlen = r->vlen;
-	ssize_t nlen, dlen = b64_len(r->val, &vlen);
-	char *name;
-	unsigned char *v;
-	sf_ret ret;
-
-	if (dlen < 0)
-		return tar_fail(t, EIO, "malformed LIBARCHIVE.xattr value");
-	name = malloc(enlen + 1);
-	if (!name)
-		return no_memory(t);
-	nlen = url_decode(r->key + plen, enlen, name);
-	ret = nlen < 0 ? tar_fail(t, EIO, "malformed LIBARCHIVE.xattr name")
-		       : xattr_check(t, name, (size_t)nlen, (size_t)dlen);
-	if (ret < 0) {
-		free(name);
-		return ret;
-	}
-	v = malloc(dlen ? (size_t)dlen : 1);
-	if (!v) {
-		free(name);
-		return no_memory(t);
-	}
-	b64_decode(r->val, vlen, v);
-	return xattr_set(t, name, v, (size_t)dlen);
-}
-
-/* ---- sparse maps ---- */
-
-static sf_ret seg_add(struct sf_tar *t, uint64_t offset, uint64_t len)
-{
-	struct seg_list *l = &t->segs;
-
-	if (l->n >= SF_TAR_MAX_SPARSE_SEGMENTS)
-		return tar_fail(t, EIO, "more than %d sparse segments", SF_TAR_MAX_SPARSE_SEGMENTS);
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		struct sparse_seg *v;
-		if (cap > SF_TAR_MAX_SPARSE_SEGMENTS)
-			cap = SF_TAR_MAX_SPARSE_SEGMENTS;
-		v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return no_memory(t);
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n++] = (struct sparse_seg){ offset, len };
-	return 0;
-}
-
-/* Sorted, non-overlapping, inside realsize, and exactly the stored bytes. */
-static sf_ret sparse_check(struct sf_tar *t, uint64_t realsize, uint64_t stored)
-{
-	uint64_t end = 0, sum = 0;
-
-	for (size_t i = 0; i < t->segs.n; i++) {
-		const struct sparse_seg *s = &t->segs.v[i];
-		if (s->offset < end)
-			return tar_fail(t, EIO,
-					"sparse segment at %" PRIu64 " overlaps or is out of order",
-					s->offset);
-		if (s->len > realsize || s->offset > realsize - s->len)
-			return tar_fail(t, EIO,
-					"sparse segment %" PRIu64 "+%" PRIu64
-					" beyond real size %" PRIu64,
-					s->offset, s->len, realsize);
-		end = s->offset + s->len;
-		sum += s->len;
-	}
-	if (sum != stored)
-		return tar_fail(t, EIO,
-				"sparse map covers %" PRIu64 " bytes but %" PRIu64 " are stored",
-				sum, stored);
-	return 0;
-}
-
-/* 0.1: GNU.sparse.map=off,len,off,len,... */
-static sf_ret pax_sparse_map(struct sf_tar *t, const struct pax_rec *r)
-{
-	const char *p = r->val, *end = r->val + r->vlen;
-	uint64_t num[2];
-	int k = 0;
-
-	if (t->segs.n)
-		return tar_fail(t, EIO, "more than one GNU sparse map");
-	t->pax.sparse_0x = true;
-	while (p < end) {
-		const char *c = memchr(p, ',', (size_t)(end - p));
-		size_t n = c ? (size_t)(c - p) : (size_t)(end - p);
-		if (!parse_dec(p, n, INT64_MAX, &num[k]) || (c && c + 1 == end))
-			return tar_fail(t, EIO, "malformed GNU.sparse.map");
-		if (++k == 2) {
-			sf_ret ret = seg_add(t, num[0], num[1]);
-			if (ret < 0)
-				return ret;
-			k = 0;
-		}
-		p += n + (c ? 1 : 0);
-	}
-	if (k)
-		return tar_fail(t, EIO, "GNU.sparse.map has an odd number of values");
-	return 0;
-}
-
-static sf_ret pax_sparse_num(struct sf_tar *t, const struct pax_rec *r, uint64_t max, uint64_t *out)
-{
-	char q[QUOTE_MAX];
-
-	if (!parse_dec(r->val, r->vlen, max, out))
-		return tar_fail(t, EIO, "invalid PAX %.*s '%s'", (int)r->klen, r->key,
-				quote(q, r->val, r->vlen));
-	return 0;
-}
-
-/* 0.0: GNU.sparse.offset and GNU.sparse.numbytes come in pairs. */
-static sf_ret pax_sparse_pair(struct sf_tar *t, const struct pax_rec *r, bool is_offset)
-{
-	uint64_t v;
-	sf_ret ret = pax_sparse_num(t, r, INT64_MAX, &v);
-
-	if (ret < 0)
-		return ret;
-	t->pax.sparse_0x = true;
-	if (is_offset == t->pax.offset_pending)
-		return tar_fail(t, EIO,
-				"GNU.sparse.offset and GNU.sparse.numbytes do not alternate");
-	if (is_offset) {
-		t->pax.offset = v;
-		t->pax.offset_pending = true;
-		return 0;
-	}
-	t->pax.offset_pending = false;
-	return seg_add(t, t->pax.offset, v);
-}
-
-static sf_ret pax_sparse(struct sf_tar *t, const struct pax_rec *r)
-{
-	struct pax_info *x = &t->pax;
-
-	if (key_is(r, "GNU.sparse.size") || key_is(r, "GNU.sparse.realsize")) {
-		x->has_realsize = true;
-		return pax_sparse_num(t, r, INT64_MAX, &x->realsize);
-	}
-	if (key_is(r, "GNU.sparse.numblocks")) {
-		x->has_numblocks = x->sparse_0x = true;
-		return pax_sparse_num(t, r, SF_TAR_MAX_SPARSE_SEGMENTS, &x->numblocks);
-	}
-	if (key_is(r, "GNU.sparse.offset"))
-		return pax_sparse_pair(t, r, true);
-	if (key_is(r, "GNU.sparse.numbytes"))
-		return pax_sparse_pair(t, r, false);
-	if (key_is(r, "GNU.sparse.map"))
-		return pax_sparse_map(t, r);
-	if (key_is(r, "GNU.sparse.name"))
-		return pax_string(t, r, &x->sparse_name);
-	if (key_is(r, "GNU.sparse.major")) {
-		x->has_major = true;
-		return pax_sparse_num(t, r, MAX_GNU_SPARSE_VERSION, &x->major);
-	}
-	if (key_is(r, "GNU.sparse.minor")) {
-		x->has_minor = true;
-		return pax_sparse_num(t, r, MAX_GNU_SPARSE_VERSION, &x->minor);
-	}
-	return 0;
-}
-
-static sf_ret pax_apply(struct sf_tar *t, const struct pax_rec *r)
-{
-	static const char schily[] = "SCHILY.xattr.", libarchive[] = "LIBARCHIVE.xattr.";
-	struct pax_info *x = &t->pax;
-
-	if (key_is(r, "path"))
-		return pax_string(t, r, &x->path);
-	if (key_is(r, "linkpath"))
-		return pax_string(t, r, &x->linkpath);
-	if (key_is(r, "size"))
-		return pax_number(t, r, INT64_MAX, &x->has_size, &x->size);
-	if (key_is(r, "uid"))
-		return pax_number(t, r, INT64_MAX, &x->has_uid, &x->uid);
-	if (key_is(r, "gid"))
-		return pax_number(t, r, INT64_MAX, &x->has_gid, &x->gid);
-	if (key_is(r, "mtime"))
-		return pax_mtime(t, r);
-	if (key_has_prefix(r, schily))
-		return pax_schily_xattr(t, r, sizeof(schily) - 1);
-	if (key_has_prefix(r, libarchive))
-		return pax_libarchive_xattr(t, r, sizeof(libarchive) - 1);
-	if (key_has_prefix(r, "GNU.sparse."))
-		return pax_sparse(t, r);
-	return 0; /* uname, gname, atime, ctime, comment, charset, ...: ignored */
-}
-
-static sf_ret parse_pax(struct sf_tar *t)
-{
-	const char *p, *end;
-	struct pax_rec rec;
-	sf_ret r;
-
-	if (!t->pax_buf)
-		return 0;
-	p = t->pax_buf;
-	end = p + t->pax_len;
-	r = pax_scan_name(t);
-	if (r < 0)
-		return r;
-	while ((r = pax_next(t, &p, end, &rec)) > 0) {
-		r = pax_apply(t, &rec);
-		if (r < 0)
-			return r;
-	}
-	return r;
-}
-
-/* ---- sparse entries ---- */
-
-/* Entries of an old GNU sparse list; an empty offset ends the block's list. */
-static sf_ret gnu_sparse_list(struct sf_tar *t, const unsigned char *p, size_t n)
-{
-	for (size_t i = 0; i < n && p[0] != '\0'; i++, p += GNU_SPARSE_ENTRY_LEN) {
-		int64_t off, len;
-		sf_ret r = field_num(t, p, GNU_SPARSE_NUM_LEN, "sparse offset", false, &off);
-		if (r == 0)
-			r = field_num(t, p + GNU_SPARSE_NUM_LEN, GNU_SPARSE_NUM_LEN,
-				      "sparse numbytes", false, &len);
-		if (r == 0)
-			r = seg_add(t, (uint64_t)off, (uint64_t)len);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-/* Old GNU 'S': map in the header, continued in extension blocks. */
-static sf_ret read_gnu_sparse(struct sf_tar *t, uint64_t *realsize)
-{
-	unsigned char *blk = t->scratch;
-	bool extended = t->hdr[H_GNU_ISEXTENDED] != 0;
-	int64_t rs;
-	sf_ret r = hdr_num(t, H_GNU_REALSIZE, GNU_SPARSE_NUM_LEN, "sparse real size", false, &rs);
-
-	if (r < 0)
-		return r;
-	*realsize = (uint64_t)rs;
-	r = gnu_sparse_list(t, t->hdr + H_GNU_SPARSE, GNU_SPARSE_IN_HEADER);
-	for (size_t blocks = 0; r == 0 && extended; blocks++) {
-		if (blocks >= MAX_GNU_SPARSE_EXT_BLOCKS)
-			return tar_fail(t, EIO, "too many sparse extension blocks");
-		r = read_block(t, blk);
-		if (r == 0)
-			return truncated(t);
-		if (r > 0)
-			r = gnu_sparse_list(t, blk, GNU_SPARSE_IN_EXT);
-		extended = blk[EXT_ISEXTENDED] != 0;
-	}
-	return r;
-}
-
-struct map_reader {
-	uint64_t v, count, offset;
-	size_t ndigits;
-	bool have_count, have_offset, done;
-};
-
-static sf_ret map10_number(struct sf_tar *t, struct map_reader *m)
-{
-	uint64_t v = m->v;
-
-	m->v = 0;
-	m->ndigits = 0;
-	if (!m->have_count) {
-		if (v > SF_TAR_MAX_SPARSE_SEGMENTS)
-			return tar_fail(t, EIO, "GNU sparse map has %" PRIu64 " segments, limit %d",
-					v, SF_TAR_MAX_SPARSE_SEGMENTS);
-		m->count = v;
-		m->have_count = true;
-		m->done = v == 0;
-		return 0;
-	}
-	if (!m->have_offset) {
-		m->offset = v;
-		m->have_offset = true;
-		return 0;
-	}
-	m->have_offset = false;
-	m->done = t->segs.n + 1 == m->count;
-	return seg_add(t, m->offset, v);
-}
-
-static sf_ret map10_feed(struct sf_tar *t, struct map_reader *m, const unsigned char *b, size_t n)
-{
-	for (size_t i = 0; i < n && !m->done; i++) {
-		unsigned d = b[i] - (unsigned)'0';
-		if (d <= 9) {
-			if (m->v > ((uint64_t)INT64_MAX - d) / 10)
-				return tar_fail(t, EIO, "number in GNU sparse map out of range");
-			m->v = m->v * 10 + d;
-			m->ndigits++;
-		} else if (b[i] == '\n' && m->ndigits) {
-			sf_ret r = map10_number(t, m);
-			if (r < 0)
-				return r;
-		} else {
-			return tar_fail(t, EIO, "malformed GNU sparse map");
-		}
-	}
-	return 0;
-}
-
-/* 1.0: decimal lines at the start of the body, padded to a block. */
-static sf_ret read_sparse10_map(struct sf_tar *t)
-{
-	struct map_reader m = { 0 };
-	unsigned char *blk = t->scratch;
-
-	while (!m.done) {
-		sf_ret r;
-		if (t->body_left < BLOCK)
-			return tar_fail(t, EIO, "GNU sparse map larger than the entry's data");
-		r = read_block(t, blk);
-		if (r == 0)
-			return truncated(t);
-		if (r < 0)
-			return r;
-		t->body_left -= BLOCK;
-		r = map10_feed(t, &m, blk, BLOCK);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-/* Which sparse dialect, if any, the PAX records describe. */
-static sf_ret pax_sparse_setup(struct sf_tar *t, bool *sparse, bool *map_in_data)
-{
-	struct pax_info *x = &t->pax;
-	bool v1 = x->has_major || x->has_minor;
-
-	*sparse = v1 || x->sparse_0x;
-	*map_in_data = v1;
-	if (!*sparse)
-		return 0;
-	if (v1 && (x->major != 1 || x->minor != 0 || !x->has_major || !x->has_minor))
-		return tar_fail(t, EOPNOTSUPP, "unsupported GNU sparse format %" PRIu64 ".%" PRIu64,
-				x->major, x->minor);
-	if (v1 && x->sparse_0x)
-		return tar_fail(t, EIO, "GNU sparse 1.0 entry also has a 0.x map");
-	if (x->offset_pending)
-		return tar_fail(t, EIO, "GNU.sparse.offset without GNU.sparse.numbytes");
-	if (x->has_numblocks && x->numblocks != t->segs.n)
-		return tar_fail(t, EIO, "GNU.sparse.numblocks is %" PRIu64 " but the map has %zu",
-				x->numblocks, t->segs.n);
-	if (!x->has_realsize)
-		return tar_fail(t, EIO, "GNU sparse entry without a real size");
-	return 0;
-}
-
-/* Set up the data of a regular entry: plain, or sparse of some dialect. */
-static sf_ret setup_regular(struct sf_tar *t, uint64_t stored, bool old_gnu_sparse)
-{
-	struct sf_tar_entry *e = &t->entry;
-	bool pax_sparse, map_in_data;
-	uint64_t realsize = 0;
-	sf_ret r = pax_sparse_setup(t, &pax_sparse, &map_in_data);
-
-	if (r < 0)
-		return r;
-	t->has_data = true;
-	e->size = stored;
-	if (!pax_sparse && !old_gnu_sparse)
-		return 0;
-	if (pax_sparse && old_gnu_sparse)
-		return tar_fail(t, EIO, "GNU sparse entry with both PAX and header maps");
-	if (old_gnu_sparse)
-		r = read_gnu_sparse(t, &realsize);
-	else if (map_in_data)
-		r = read_sparse10_map(t);
-	if (r < 0)
-		return r;
-	if (pax_sparse)
-		realsize = t->pax.realsize;
-	r = sparse_check(t, realsize, t->body_left);
-	if (r < 0)
-		return r;
-	t->sparse = true;
-	e->size = realsize;
 	return 0;
 }
 
@@ -1410,10 +605,10 @@ static sf_ret entry_strings(struct sf_tar *t)
 	else if (t->gnu_link)
 		e->linkname = steal_pointer(&t->gnu_link);
 	else
-		e->linkname = memdup_str((const char *)t->hdr + H_LINK, llen);
+		e->linkname = tar_memdup_str((const char *)t->hdr + H_LINK, llen);
 	if (!e->path || !e->linkname)
-		return no_memory(t);
-	set_ename(t, e->path, strlen(e->path));
+		return tar_no_memory(t);
+	tar_set_ename(t, e->path, strlen(e->path));
 	return 0;
 }
 
@@ -1428,7 +623,7 @@ static sf_ret id_field(struct sf_tar *t, bool has_pax, uint64_t pax, size_t off,
 		*out = pax;
 		return 0;
 	}
-	r = hdr_num(t, off, H_ID_LEN, what, false, &v);
+	r = tar_hdr_num(t, off, H_ID_LEN, what, false, &v);
 	if (r == 0)
 		*out = (uint64_t)v;
 	return r;
@@ -1438,7 +633,7 @@ static sf_ret entry_ids(struct sf_tar *t)
 {
 	struct sf_tar_entry *e = &t->entry;
 	int64_t v;
-	sf_ret r = hdr_num(t, H_MODE, H_MODE_LEN, "mode", false, &v);
+	sf_ret r = tar_hdr_num(t, H_MODE, H_MODE_LEN, "mode", false, &v);
 
 	if (r < 0)
 		return r;
@@ -1453,7 +648,7 @@ static sf_ret entry_ids(struct sf_tar *t)
 		e->mtime_nsec = t->pax.mtime_nsec;
 		return 0;
 	}
-	r = hdr_num(t, H_MTIME, H_MTIME_LEN, "mtime", true, &v);
+	r = tar_hdr_num(t, H_MTIME, H_MTIME_LEN, "mtime", true, &v);
 	e->mtime_sec = v;
 	return r;
 }
@@ -1466,9 +661,9 @@ static sf_ret entry_dev(struct sf_tar *t)
 
 	if ((e->type != SF_TAR_CHR && e->type != SF_TAR_BLK) || header_format(t->hdr) == FMT_V7)
 		return 0;
-	r = hdr_num(t, H_DEVMAJOR, H_DEV_LEN, "devmajor", false, &ma);
+	r = tar_hdr_num(t, H_DEVMAJOR, H_DEV_LEN, "devmajor", false, &ma);
 	if (r == 0)
-		r = hdr_num(t, H_DEVMINOR, H_DEV_LEN, "devminor", false, &mi);
+		r = tar_hdr_num(t, H_DEVMINOR, H_DEV_LEN, "devminor", false, &mi);
 	if (r < 0)
 		return r;
 	if (ma > UINT32_MAX || mi > UINT32_MAX)
@@ -1506,7 +701,7 @@ static sf_ret entry_body(struct sf_tar *t, bool had_pax)
 
 	if (t->pax.has_size)
 		stored = t->pax.size;
-	else if ((r = hdr_num(t, H_SIZE, H_SIZE_LEN, "size", false, &v)) == 0)
+	else if ((r = tar_hdr_num(t, H_SIZE, H_SIZE_LEN, "size", false, &v)) == 0)
 		stored = (uint64_t)v;
 	if (r < 0)
 		return r;
@@ -1517,7 +712,7 @@ static sf_ret entry_body(struct sf_tar *t, bool had_pax)
 	case SF_TAR_REG:
 		t->body_left = stored;
 		t->pad_left = padding(stored);
-		return setup_regular(t, stored, t->hdr[H_TYPE] == 'S');
+		return tar_setup_regular(t, stored, t->hdr[H_TYPE] == 'S');
 	case SF_TAR_SYMLINK:
 	case SF_TAR_CHR:
 	case SF_TAR_BLK:
@@ -1542,8 +737,8 @@ static sf_ret build_entry(struct sf_tar *t)
 	sf_ret r;
 
 	if (t->gnu_path)
-		set_ename(t, t->gnu_path, strlen(t->gnu_path));
-	r = parse_pax(t);
+		tar_set_ename(t, t->gnu_path, strlen(t->gnu_path));
+	r = tar_parse_pax(t);
 	if (r < 0)
 		return r;
 	t->entry.type = map_type(t->hdr[H_TYPE]);
@@ -1686,37 +881,12 @@ static ssize_t read_plain(struct sf_tar *t, uint64_t *offset, void *buf, size_t 
 		len = (size_t)t->body_left;
 	if (len == 0)
 		return 0;
-	n = src_some(t, buf, len);
+	n = tar_src_some(t, buf, len);
 	if (n == 0)
-		return truncated(t);
+		return tar_truncated(t);
 	if (n > 0) {
 		*offset = t->lpos;
 		t->lpos += (uint64_t)n;
-		t->body_left -= (uint64_t)n;
-	}
-	return n;
-}
-
-static ssize_t read_sparse(struct sf_tar *t, uint64_t *offset, void *buf, size_t len)
-{
-	const struct sparse_seg *s;
-	ssize_t n;
-
-	while (t->seg_idx < t->segs.n && t->seg_done == t->segs.v[t->seg_idx].len) {
-		t->seg_idx++;
-		t->seg_done = 0;
-	}
-	if (t->seg_idx == t->segs.n)
-		return 0;
-	s = &t->segs.v[t->seg_idx];
-	if (len > s->len - t->seg_done)
-		len = (size_t)(s->len - t->seg_done);
-	n = src_some(t, buf, len);
-	if (n == 0)
-		return truncated(t);
-	if (n > 0) {
-		*offset = s->offset + t->seg_done;
-		t->seg_done += (uint64_t)n;
 		t->body_left -= (uint64_t)n;
 	}
 	return n;
@@ -1731,7 +901,7 @@ ssize_t sf_tar_read_data(struct sf_tar *t, uint64_t *offset, void *buf, size_t l
 		return report(t, -EIO, err);
 	if (!t->has_data || len == 0)
 		return 0;
-	n = t->sparse ? read_sparse(t, offset, buf, len) : read_plain(t, offset, buf, len);
+	n = t->sparse ? tar_read_sparse(t, offset, buf, len) : read_plain(t, offset, buf, len);
 	if (n == 0)
 		n = finish_body(t);
 	if (n < 0)
