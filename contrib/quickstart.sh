@@ -1,0 +1,257 @@
+#!/bin/bash
+# quickstart.sh - install what soci-fuse needs on Debian 12, build it, then
+# either show it working or run its test suite.  Run as root from anywhere.
+#
+#   contrib/quickstart.sh demo   debootstrap a minimal bookworm, turn it into
+#                                a 2-layer image in a loopback registry,
+#                                soci-fuse mount it, stack an overlay and
+#                                chroot into it
+#   contrib/quickstart.sh test   `make check` in build/, then again with
+#                                --enable-sanitizers (ASan+UBSan) in
+#                                build-asan/; exits non-zero on any failure
+#
+# Both builds are VPATH builds (build/, build-asan/): configure refuses a
+# VPATH build once the source dir itself has been configured, so an
+# in-tree configuration is removed with `make distclean` first.
+#
+# Knobs: QUICKSTART_SKIP_INSTALL=1 (no apt-get), QUICKSTART_SKIP_BUILD=1
+# with SOCI_FUSE=/path/to/soci-fuse (demo with an existing binary),
+# DEBIAN_MIRROR=http://... (debootstrap mirror; default: the one apt uses).
+set -euo pipefail
+
+MODE=${1:-}
+case $MODE in
+demo | test) ;;
+*)
+	echo "usage: $0 demo|test" >&2
+	exit 2
+	;;
+esac
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JOBS=${JOBS:-2}
+
+if [ -t 1 ]; then
+	say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+	say() { printf '\n==> %s\n' "$*"; }
+fi
+die() { echo "quickstart: ERROR: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (apt-get, FUSE and overlay mounts, chroot)"
+
+# ------------------------------------------------------------ packages
+BUILD_DEPS=(build-essential autoconf automake libtool pkg-config libfuse3-dev fuse3
+	libcurl4-openssl-dev zlib1g-dev libzstd-dev libjansson-dev libssl-dev libisal-dev
+	libcmocka-dev)
+RUN_DEPS=(docker-registry skopeo umoci podman debootstrap busybox-static python3 attr
+	zstd libcap2-bin curl ca-certificates util-linux)
+
+install_packages() {
+	local missing=() p
+	if [ "${QUICKSTART_SKIP_INSTALL:-0}" = 1 ]; then
+		say "skipping package installation (QUICKSTART_SKIP_INSTALL=1)"
+		return
+	fi
+	for p in "${BUILD_DEPS[@]}" "${RUN_DEPS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+			missing+=("$p")
+	done
+	if [ ${#missing[@]} = 0 ]; then
+		say "all ${#BUILD_DEPS[@]} build and ${#RUN_DEPS[@]} runtime/test packages are installed"
+		return
+	fi
+	say "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q "${missing[@]}"
+	# The kernel side: FUSE and overlayfs (built in on most kernels).
+	modprobe fuse 2>/dev/null || true
+	modprobe overlay 2>/dev/null || true
+}
+
+# ------------------------------------------------------------ build
+# build DIR [configure args]: autoreconf (once), configure and make in DIR.
+AUTORECONF_DONE=0
+build() {
+	local dir=$1
+	shift
+	if [ $AUTORECONF_DONE = 0 ]; then
+		if [ -f "$SRC/config.status" ]; then
+			say "source dir is configured in-tree; make distclean (VPATH builds need that)"
+			make -C "$SRC" distclean >/dev/null 2>&1 || rm -f "$SRC/config.status"
+		fi
+		say "autoreconf -fi"
+		(cd "$SRC" && autoreconf -fi)
+		AUTORECONF_DONE=1
+	fi
+	say "configure $* in ${dir#"$SRC"/}/"
+	mkdir -p "$dir"
+	(cd "$dir" && "$SRC/configure" "$@")
+	say "make -j$JOBS in ${dir#"$SRC"/}/"
+	make -C "$dir" -j"$JOBS"
+}
+
+# ------------------------------------------------------------ test mode
+# counts FILE: "pass fail skip" from an automake test-suite.log
+counts() {
+	awk '/^# PASS:/ {p += $3} /^# XFAIL:/ {p += $3} /^# FAIL:/ {f += $3}
+	     /^# XPASS:/ {f += $3} /^# ERROR:/ {f += $3} /^# SKIP:/ {s += $3}
+	     END {printf "%d %d %d\n", p, f, s}' "$1"
+}
+
+TOTAL_P=0 TOTAL_F=0 TOTAL_S=0
+# check_in DIR LABEL: make check in DIR; print test-suite.log on failure.
+check_in() {
+	local dir=$1 label=$2 rc=0 p=0 f=0 s=0
+	say "make check ($label)"
+	make -C "$dir" -j"$JOBS" check || rc=$?
+	if [ -f "$dir/test-suite.log" ]; then
+		read -r p f s < <(counts "$dir/test-suite.log")
+		TOTAL_P=$((TOTAL_P + p)) TOTAL_F=$((TOTAL_F + f)) TOTAL_S=$((TOTAL_S + s))
+	fi
+	if [ $rc != 0 ]; then
+		TOTAL_F=$((TOTAL_F + (f == 0)))	# a failing make with no failed test
+		say "make check ($label) FAILED; $dir/test-suite.log:"
+		cat "$dir/test-suite.log" 2>/dev/null || echo "(no test-suite.log: the build of the tests failed)"
+	fi
+	return $rc
+}
+
+run_tests() {
+	local rc=0 sanlog=$SRC/build-asan/sanitizer-logs f
+	build "$SRC/build"
+	check_in "$SRC/build" "plain build" || rc=1
+
+	build "$SRC/build-asan" --enable-sanitizers
+	rm -rf "$sanlog"
+	mkdir -p "$sanlog"
+	# Reports go to files as well as failing the process: a daemonized
+	# soci-fuse has no stderr, so its reports would otherwise be lost.
+	export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:log_path=$sanlog/asan"
+	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$sanlog/ubsan"
+	export LSAN_OPTIONS="report_objects=1"
+	check_in "$SRC/build-asan" "ASan+UBSan" || rc=1
+	unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+	if compgen -G "$sanlog/*" >/dev/null; then
+		say "sanitizer reports (also from daemons) in $sanlog:"
+		for f in "$sanlog"/*; do
+			echo "--- $f"
+			head -n 200 "$f"
+		done
+		rc=1
+		TOTAL_F=$((TOTAL_F + 1))
+	fi
+
+	if [ $rc = 0 ]; then
+		say "all tests passed (plain and ASan+UBSan)"
+	else
+		say "TESTS FAILED"
+	fi
+	# the closing line CI reads
+	echo "quickstart: $TOTAL_P passed, $TOTAL_F failed, $TOTAL_S skipped"
+	return $rc
+}
+
+# ------------------------------------------------------------ demo mode
+# The Debian mirror apt uses (deb822 or one-line sources), for debootstrap.
+debian_mirror() {
+	local m
+	if [ -n "${DEBIAN_MIRROR:-}" ]; then
+		echo "$DEBIAN_MIRROR"
+		return
+	fi
+	m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}')
+	[ -n "$m" ] || m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		awk '$1 == "deb" && $2 !~ /security/ && $0 ~ /bookworm/ {print $2; exit}')
+	echo "${m:-http://deb.debian.org/debian}"
+}
+
+run_demo() {
+	local cache_dir=/var/cache/soci-fuse-demo tarball rootfs ref mnt merged t0 t1
+	if [ "${QUICKSTART_SKIP_BUILD:-0}" = 1 ]; then
+		[ -x "${SOCI_FUSE:-}" ] || die "QUICKSTART_SKIP_BUILD=1 needs SOCI_FUSE=/path/to/soci-fuse"
+	else
+		build "$SRC/build"
+		SOCI_FUSE=$SRC/build/soci-fuse
+	fi
+	[ -c /dev/fuse ] || die "/dev/fuse is absent: no FUSE in this kernel/container"
+	export SOCI_FUSE TOP_SRCDIR=$SRC
+	# lib.sh: temp dir $T, registry helpers, cleanup trap (unmounts, stops
+	# the registry and the daemon)
+	# shellcheck source=/dev/null
+	. "$SRC/tests/integration/lib.sh"
+
+	say "layer 0: debootstrap --variant=minbase bookworm"
+	tarball=$cache_dir/bookworm-minbase.tar.zst
+	rootfs=$T/image/l0
+	mkdir -p "$cache_dir" "$rootfs"
+	if [ ! -s "$tarball" ]; then
+		debootstrap --variant=minbase bookworm "$rootfs" "$(debian_mirror)"
+		rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+		tar --numeric-owner --xattrs --xattrs-include='*' -C "$rootfs" -cf - . |
+			zstd -q -T0 -o "$tarball.tmp"
+		mv "$tarball.tmp" "$tarball"
+		echo "cached as $tarball"
+	else
+		echo "from the cache: $tarball"
+		zstd -dc "$tarball" | tar --numeric-owner --xattrs --xattrs-include='*' -xpf - -C "$rootfs"
+	fi
+
+	say "layer 1: add /etc/motd, delete /etc/issue.net and /usr/share/doc"
+	# overlay upper-dir form: char 0/0 = whiteout (see tests/integration/mkimage.py)
+	mkdir -p "$T/image/l1/etc" "$T/image/l1/usr/share"
+	echo 'Hello from layer 1 of the soci-fuse demo image.' >"$T/image/l1/etc/motd"
+	mknod "$T/image/l1/etc/issue.net" c 0 0
+	mknod "$T/image/l1/usr/share/doc" c 0 0
+	chmod 755 "$T/image/l1" "$T/image/l1/etc" "$T/image/l1/usr" "$T/image/l1/usr/share"
+	python3 "$SRC/tests/integration/mkimage.py" --no-index --no-zstd "$T/image/out" \
+		"$T/image/l0" "$T/image/l1"
+
+	say "push to a registry on loopback"
+	start_registry
+	ref=$REGISTRY/demo/bookworm:latest
+	skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$T/image/out/layout:gzip" "docker://$ref"
+	echo "pushed $ref"
+
+	say "soci-fuse mount $ref"
+	mnt=$T/mnt
+	mkdir -p "$mnt"
+	t0=$(date +%s%N)
+	"$SOCI_FUSE" mount --cache "$T/cache" "$ref" "$mnt"
+	echo "\$ ls $mnt/layers"
+	ls "$mnt/layers"
+	t1=$(date +%s%N)
+	echo "mount -> ls layers: $(((t1 - t0) / 1000000)) ms"
+	echo "\$ cat $mnt/lowerdir"
+	cat "$mnt/lowerdir"
+	echo
+	echo "\$ cat $mnt/status"
+	cat "$mnt/status"
+	echo
+
+	say "overlay on lowerdir, chroot into it"
+	merged=$(overlay_mount "$(cat "$mnt/lowerdir")" "$T/rootfs")
+	echo "\$ chroot $merged /bin/sh -c 'cat /etc/os-release; cat /etc/motd; ...'"
+	chroot "$merged" /bin/sh -c 'cat /etc/os-release; echo; cat /etc/motd;
+		test -e /etc/issue.net || echo "/etc/issue.net: deleted by layer 1";
+		test -e /usr/share/doc || echo "/usr/share/doc: deleted by layer 1"'
+	t0=$(date +%s%N)
+	wait_complete "$mnt" 600
+	t1=$(date +%s%N)
+	echo "all layers complete $(((t1 - t0) / 1000000)) ms later:"
+	cat "$mnt/status"
+	echo
+
+	say "unmount, stop the registry"
+	umount "$merged"
+	"$SOCI_FUSE" umount "$mnt"
+	stop_registry
+	say "demo done"
+}
+
+install_packages
+case $MODE in
+demo) run_demo ;;
+test) run_tests ;;
+esac
