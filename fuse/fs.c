@@ -546,12 +546,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (ino == INO_STATUS) {
-		char *text = sf_fs_status_json(fs);
-		if (!text) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		fi->fh = (uint64_t)(uintptr_t)text;
+		/* generated afresh by every read: no per-open state to outlive */
 		fi->direct_io = 1;
 		fuse_reply_open(req, fi);
 		return;
@@ -590,9 +585,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int fd = -1;
 	uint32_t id;
 
-	if (ino == INO_LOWERDIR || ino == INO_STATUS) {
-		reply_text(req, ino == INO_LOWERDIR ? fs->lowerdir : (char *)(uintptr_t)fi->fh,
-			   size, off);
+	if (ino == INO_LOWERDIR) {
+		reply_text(req, fs->lowerdir, size, off);
+		return;
+	}
+	if (ino == INO_STATUS) {
+		char *text = sf_fs_status_json(fs);
+		if (text)
+			reply_text(req, text, size, off);
+		else
+			fuse_reply_err(req, ENOMEM);
+		free(text);
 		return;
 	}
 	l = decode_ino(fs, ino, &id);
@@ -623,13 +626,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf.buf[0].fd = fd;
 	buf.buf[0].pos = (off_t)(data_off + (uint64_t)off);
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
-}
-
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	if (ino == INO_STATUS)
-		free((char *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
 }
 
 /* ---- xattrs ---- */
@@ -733,7 +729,6 @@ const struct fuse_lowlevel_ops sf_fs_ops = {
 	.readdirplus = op_readdirplus,
 	.open = op_open,
 	.read = op_read,
-	.release = op_release,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
 	.statfs = op_statfs,
@@ -785,11 +780,16 @@ char *sf_fs_status_json(struct sf_fs *fs)
 	for (unsigned i = 0; i < fs->n_layers; i++) {
 		struct sf_layer *l = &fs->layers[i];
 		enum sf_layer_state st = sf_layer_state(l);
-		json_t *o = json_pack("{s:i, s:s, s:s, s:I, s:I, s:I}", "index", i, "digest",
+		uint64_t fetched;
+		json_t *o;
+
+		pthread_mutex_lock(&l->blob.lock);
+		fetched = st == SF_LAYER_COMPLETE ? l->desc->size : l->blob.fetched;
+		pthread_mutex_unlock(&l->blob.lock);
+		o = json_pack("{s:i, s:s, s:s, s:I, s:I, s:I}", "index", i, "digest",
 				      l->desc->digest, "state", sf_layer_state_name(st), "size",
 				      (json_int_t)l->desc->size, "fetched",
-				      (json_int_t)(st == SF_LAYER_COMPLETE ? l->desc->size
-									   : l->blob.fetched),
+				      (json_int_t)fetched,
 				      "unpacked", (json_int_t)atomic_load(&l->unpacked));
 		if (o && st == SF_LAYER_FAILED)
 			json_object_set_new(o, "error", json_string(l->err.msg));

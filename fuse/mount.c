@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -155,6 +156,27 @@ static void mount_state_free(struct mount_state *m)
 	sf_ref_clear(&m->ref);
 }
 
+/* Without the registry, a reference resolved before with this cache is
+ * served from the saved documents, as podman runs an image it already has. */
+static int resolve_offline(struct mount_state *m, const struct sf_error *online, sf_ret why)
+{
+	_cleanup_free_ char *ref = sf_ref_format(&m->ref);
+	struct sf_error err = { 0 };
+	time_t saved_at = 0;
+	char when[64];
+	sf_ret r;
+
+	if (!ref)
+		return fail("out of memory");
+	r = sf_cache_load_image(m->cache, ref, &m->img, &saved_at, &err);
+	if (r < 0)
+		return fail("%s", sf_error_text(online, why));
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&saved_at));
+	fprintf(stderr, "soci-fuse: %s; using %s as resolved at %s\n",
+		sf_error_text(online, why), ref, when);
+	return 0;
+}
+
 static int resolve_image(struct mount_state *m, const struct sf_mount_opts *o)
 {
 	struct sf_registry_opts ropts = { .insecure = o->insecure };
@@ -164,12 +186,19 @@ static int resolve_image(struct mount_state *m, const struct sf_mount_opts *o)
 	r = sf_ref_parse(o->ref, &m->ref, &err);
 	if (r == 0)
 		r = sf_registry_new(&m->ref, &ropts, &m->reg, &err);
-	if (r == 0)
-		r = sf_registry_resolve(m->reg, &m->img, &err);
-	return r < 0 ? fail("%s", sf_error_text(&err, r)) : 0;
+	if (r < 0)
+		return fail("%s", sf_error_text(&err, r));
+	r = sf_registry_resolve(m->reg, &m->img, &err);
+	if (r < 0 && sf_registry_unreachable(r))
+		return resolve_offline(m, &err, r);
+	if (r < 0)
+		return fail("%s", sf_error_text(&err, r));
+	if (sf_cache_save_image(m->cache, &m->img, &err) < 0)
+		fprintf(stderr, "soci-fuse: warning: %s\n", err.msg);
+	return 0;
 }
 
-static int open_layers(struct mount_state *m, const struct sf_mount_opts *o)
+static int open_cache(struct mount_state *m, const struct sf_mount_opts *o)
 {
 	_cleanup_free_ char *dir = o->cache_dir ? strdup(o->cache_dir) : default_cache_dir();
 	struct sf_error err = { 0 };
@@ -178,8 +207,14 @@ static int open_layers(struct mount_state *m, const struct sf_mount_opts *o)
 	if (!dir)
 		return fail("out of memory");
 	r = sf_cache_open(dir, &m->cache, &err);
-	if (r < 0)
-		return fail("%s", sf_error_text(&err, r));
+	return r < 0 ? fail("%s", sf_error_text(&err, r)) : 0;
+}
+
+static int open_layers(struct mount_state *m)
+{
+	struct sf_error err = { 0 };
+	sf_ret r;
+
 	m->layers = calloc(m->img.n_layers ? m->img.n_layers : 1, sizeof(*m->layers));
 	if (!m->layers)
 		return fail("out of memory");
@@ -207,6 +242,7 @@ static int mount_fuse(struct mount_state *m, const struct sf_mount_opts *o, cons
 		return fail("out of memory");
 	m->fs_ready = true;
 	m->se = fuse_session_new(&args, &sf_fs_ops, sizeof(sf_fs_ops), &m->fs);
+	fuse_opt_free_args(&args);
 	if (!m->se)
 		return fail("cannot create FUSE session (is /dev/fuse available?)");
 	if (fuse_session_mount(m->se, abs) != 0)
@@ -249,9 +285,11 @@ int sf_mount_main(const struct sf_mount_opts *o)
 	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
 	rc = check_mountpoint(o->mountpoint, abs);
 	if (rc == 0)
+		rc = open_cache(&m, o);
+	if (rc == 0)
 		rc = resolve_image(&m, o);
 	if (rc == 0)
-		rc = open_layers(&m, o);
+		rc = open_layers(&m);
 	if (rc == 0)
 		rc = mount_fuse(&m, o, abs);
 	if (rc == 0 && fuse_daemonize(o->foreground) != 0)

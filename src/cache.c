@@ -47,7 +47,7 @@ static char *path_join(const char *a, const char *b, const char *c)
 
 sf_ret sf_cache_open(const char *dir, struct sf_cache **out, struct sf_error *err)
 {
-	static const char *subdirs[] = { "layers", "tmp", "locks" };
+	static const char *subdirs[] = { "layers", "tmp", "locks", "images" };
 	struct sf_cache *c;
 	char cwd[PATH_MAX];
 	sf_ret r;
@@ -296,4 +296,61 @@ sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_des
 			       work_dir, final, strerror(errno));
 	fsync_path(layers);
 	return 0;
+}
+
+/* ---- resolved references ---- */
+
+static char *image_path(const struct sf_cache *c, const char *ref)
+{
+	char digest[SF_DIGEST_STR_LEN + 1];
+	char *s = NULL;
+
+	sf_sha256_buf(ref, strlen(ref), digest);
+	return asprintf(&s, "%s/images/%s.json", c->root, sf_digest_hex(digest)) < 0 ? NULL : s;
+}
+
+sf_ret sf_cache_save_image(const struct sf_cache *c, const struct sf_image *img,
+			   struct sf_error *err)
+{
+	_cleanup_free_ char *path = image_path(c, img->ref);
+	_cleanup_free_ char *tmp = NULL;
+	json_t *doc;
+	int rc;
+
+	if (!path || asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
+		return sf_fail(err, ENOMEM, "out of memory");
+	doc = json_pack("{s:s, s:s, s:s, s:s, s:I}", "ref", img->ref, "manifest_digest",
+			img->manifest_digest, "manifest", img->manifest_json, "config",
+			img->config_json, "saved_at", (json_int_t)time(NULL));
+	if (!doc)
+		return sf_fail(err, ENOMEM, "out of memory");
+	rc = json_dump_file(doc, tmp, JSON_COMPACT);
+	json_decref(doc);
+	if (rc < 0 || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return sf_fail(err, EIO, "cache dir %s: cannot write %s", c->root, path);
+	}
+	return 0;
+}
+
+sf_ret sf_cache_load_image(const struct sf_cache *c, const char *ref, struct sf_image *img,
+			   time_t *saved_at, struct sf_error *err)
+{
+	_cleanup_free_ char *path = image_path(c, ref);
+	json_t *doc = path ? json_load_file(path, 0, NULL) : NULL;
+	const char *saved_ref, *mdigest, *manifest, *config;
+	sf_ret r = -ENOENT;
+
+	if (!doc)
+		return -ENOENT;
+	saved_ref = json_string_value(json_object_get(doc, "ref"));
+	mdigest = json_string_value(json_object_get(doc, "manifest_digest"));
+	manifest = json_string_value(json_object_get(doc, "manifest"));
+	config = json_string_value(json_object_get(doc, "config"));
+	*saved_at = (time_t)json_integer_value(json_object_get(doc, "saved_at"));
+	if (saved_ref && mdigest && manifest && config && strcmp(saved_ref, ref) == 0 &&
+	    sf_digest_valid(mdigest))
+		r = sf_image_from_documents(ref, mdigest, manifest, config, img, err);
+	json_decref(doc);
+	return r;
 }

@@ -11,6 +11,9 @@
  *                        written at their offsets as chunks arrive), data,
  *                        and later index and meta.json
  *   locks/<hex>.lock     flock()ed by the process pulling that layer
+ *   images/<hex>.json    the last resolve of a reference (hex = sha256 of
+ *                        the normalised reference): manifest and config
+ *                        documents, used when the registry cannot be reached
  *
  * Invariant: a directory appears under layers/ only by rename() of a tmp/
  * directory whose blob digest and diff_id were both verified and whose
@@ -27,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "error.h"
 #include "index.h"
@@ -66,6 +70,13 @@ sf_ret sf_cache_begin_layer(const struct sf_cache *c, const char *digest, char *
 sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_desc *desc,
 			     const char *work_dir, const struct sf_index *idx,
 			     uint64_t diff_size, struct sf_error *err);
+
+/* Remember / recall the documents of a resolved reference (img->ref). */
+sf_ret sf_cache_save_image(const struct sf_cache *c, const struct sf_image *img,
+			   struct sf_error *err);
+/* -ENOENT when the reference was never resolved with this cache. */
+sf_ret sf_cache_load_image(const struct sf_cache *c, const char *ref, struct sf_image *img,
+			   time_t *saved_at, struct sf_error *err);
 
 /* Remove a directory tree (best effort); used for failed work dirs. */
 void sf_cache_remove_tree(const char *path);

@@ -242,6 +242,11 @@ static int curl_errno(CURLcode rc)
 	}
 }
 
+bool sf_registry_unreachable(sf_ret r)
+{
+	return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ETIMEDOUT;
+}
+
 static sf_ret transport_error(struct sf_registry *r, CURLcode rc, const char *errbuf,
 			      const char *peer, const struct http_resp *resp,
 			      struct sf_error *err)
@@ -655,7 +660,7 @@ static sf_ret fetch_config(struct sf_registry *r, struct sf_image *img,
 	return ret;
 }
 
-static sf_ret fill_layer(struct sf_registry *r, struct sf_layer_desc *l,
+static sf_ret fill_layer(const char *ref_str, struct sf_layer_desc *l,
 			 struct sf_descriptor *d, char **diff_id, struct sf_error *err)
 {
 	sf_ret ret;
@@ -666,11 +671,11 @@ static sf_ret fill_layer(struct sf_registry *r, struct sf_layer_desc *l,
 	l->diff_id = steal_pointer(diff_id);
 	ret = sf_compression_from_media_type(l->media_type, &l->compression, err);
 	if (ret < 0)
-		sf_error_prefix(err, "%s: layer %s", r->ref_str, l->digest);
+		sf_error_prefix(err, "%s: layer %s", ref_str, l->digest);
 	return ret;
 }
 
-static sf_ret fill_layers(struct sf_registry *r, struct sf_image *img, struct sf_manifest *m,
+static sf_ret fill_layers(const char *ref_str, struct sf_image *img, struct sf_manifest *m,
 			  struct sf_image_config *cfg, struct sf_error *err)
 {
 	img->layers = calloc(m->n_layers ? m->n_layers : 1, sizeof(*img->layers));
@@ -678,7 +683,8 @@ static sf_ret fill_layers(struct sf_registry *r, struct sf_image *img, struct sf
 		return oom(err);
 	for (size_t i = 0; i < m->n_layers; i++) {
 		img->n_layers++;
-		sf_ret ret = fill_layer(r, &img->layers[i], &m->layers[i], &cfg->diff_ids[i], err);
+		sf_ret ret =
+			fill_layer(ref_str, &img->layers[i], &m->layers[i], &cfg->diff_ids[i], err);
 		if (ret < 0)
 			return ret;
 	}
@@ -698,7 +704,7 @@ static sf_ret resolve_config(struct sf_registry *r, struct sf_image *img,
 			sf_error_prefix(err, "%s: config %s", r->ref_str, m->config.digest);
 	}
 	if (ret == 0)
-		ret = fill_layers(r, img, m, &cfg, err);
+		ret = fill_layers(r->ref_str, img, m, &cfg, err);
 	if (ret == 0)
 		img->config_json = steal_pointer(&f.body);
 	sf_image_config_clear(&cfg);
@@ -719,6 +725,61 @@ sf_ret sf_registry_resolve(struct sf_registry *r, struct sf_image *img, struct s
 		ret = resolve_manifest(r, img, &m, err);
 	if (ret == 0)
 		ret = resolve_config(r, img, &m, err);
+	sf_manifest_clear(&m);
+	if (ret < 0)
+		sf_image_clear(img);
+	return ret;
+}
+
+/* The documents were checked when they were first fetched; check their
+ * digests again anyway, since they come back from a file. */
+static sf_ret image_from_documents(struct sf_image *img, const char *manifest_digest,
+				   const char *manifest_json, const char *config_json,
+				   struct sf_manifest *m, struct sf_error *err)
+{
+	struct sf_image_config cfg = { 0 };
+	char got[SF_DIGEST_STR_LEN + 1];
+	sf_ret ret;
+
+	sf_sha256_buf(manifest_json, strlen(manifest_json), got);
+	if (strcmp(got, manifest_digest) != 0)
+		return sf_fail(err, EIO, "%s: saved manifest does not match %s", img->ref,
+			       manifest_digest);
+	ret = sf_manifest_parse(NULL, manifest_json, strlen(manifest_json), m, err);
+	if (ret == 0 && m->kind != SF_KIND_IMAGE)
+		ret = sf_fail(err, EBADMSG, "%s: saved manifest is not an image manifest", img->ref);
+	if (ret < 0)
+		return ret;
+	sf_sha256_buf(config_json, strlen(config_json), got);
+	if (strcmp(got, m->config.digest) != 0)
+		return sf_fail(err, EIO, "%s: saved config does not match %s", img->ref,
+			       m->config.digest);
+	ret = sf_config_parse(config_json, strlen(config_json), m->n_layers, &cfg, err);
+	if (ret == 0)
+		ret = fill_layers(img->ref, img, m, &cfg, err);
+	sf_image_config_clear(&cfg);
+	return ret;
+}
+
+sf_ret sf_image_from_documents(const char *ref, const char *manifest_digest,
+			       const char *manifest_json, const char *config_json,
+			       struct sf_image *img, struct sf_error *err)
+{
+	struct sf_manifest m = { 0 };
+	sf_ret ret;
+
+	memset(img, 0, sizeof(*img));
+	img->ref = strdup(ref);
+	img->manifest_digest = strdup(manifest_digest);
+	img->manifest_json = strdup(manifest_json);
+	img->config_json = strdup(config_json);
+	if (!img->ref || !img->manifest_digest || !img->manifest_json || !img->config_json)
+		ret = oom(err);
+	else
+		ret = image_from_documents(img, manifest_digest, manifest_json, config_json, &m,
+					   err);
+	if (ret == 0 && !(img->config_digest = strdup(m.config.digest)))
+		ret = oom(err);
 	sf_manifest_clear(&m);
 	if (ret < 0)
 		sf_image_clear(img);

@@ -35,6 +35,16 @@ struct sf_image {
 };
 void sf_image_clear(struct sf_image *img);
 
+/* Rebuild an image from the documents of an earlier resolve (the cache
+ * keeps them for offline use).  Both digests are checked again. */
+sf_ret sf_image_from_documents(const char *ref, const char *manifest_digest,
+			       const char *manifest_json, const char *config_json,
+			       struct sf_image *img, struct sf_error *err);
+
+/* True when a resolve failure means "could not talk to the registry" (so a
+ * cached resolution may be used) rather than "the registry said no". */
+bool sf_registry_unreachable(sf_ret r);
+
 struct sf_registry_opts {
 	bool insecure;	       /* allow plain HTTP to a non-loopback registry */
 	const char *os;	       /* platform to select from an index; NULL = "linux" */
