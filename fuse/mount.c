@@ -138,9 +138,10 @@ static void mount_state_free(struct mount_state *m)
 		sf_fs_fail_waiters(&m->fs, EIO);
 	for (unsigned i = 0; i < m->n_layers_ready; i++)
 		m->layers[i].cancel = true;
-	sf_fetcher_free(m->fetcher); /* cancels blobs, so layer threads finish */
+	sf_fetcher_stop(m->fetcher); /* cancels blobs, so layer threads finish */
 	for (unsigned i = 0; i < m->n_layers_ready; i++)
 		sf_layer_destroy(&m->layers[i]);
+	sf_fetcher_free(m->fetcher);
 	if (m->se) {
 		fuse_remove_signal_handlers(m->se);
 		if (m->mounted)

@@ -3,11 +3,12 @@
  * The scheduler
  * -------------
  * One thread (fetcher_main) owns the CURLM, every easy handle and every
- * piece of fetcher-private state below.  Other threads only touch two
+ * piece of fetcher-private state below.  Other threads only touch three
  * things: the pending queue (sf_fetcher_add, under f->lock, followed by
- * curl_multi_wakeup) and the public progress fields of a blob (under
- * b->lock).  No libcurl call and no blob state change happens anywhere
- * else, and nothing that ends a transfer runs inside a libcurl callback:
+ * curl_multi_wakeup), the cancel queue (sf_fetcher_cancel, likewise) and
+ * the public progress fields of a blob (under b->lock).  No libcurl call
+ * and no change to an adopted blob happens anywhere else, and nothing that
+ * ends a transfer runs inside a libcurl callback:
  * the callbacks only write bytes and record verdicts; xfer_done() acts on
  * them once curl_multi_info_read() reports the transfer finished.
  *
@@ -46,7 +47,8 @@
  * the loop would spin), and curl_multi_poll() also honours libcurl's own
  * timers.
  *
- * Answers are judged before the first body byte is stored (judge()): a
+ * Answers are judged before the first body byte is stored (fetch_judge()
+ * in fetch_http.c, with the header parsing): a
  * chunk needs 206 with Content-Range exactly "bytes a-b/size" for what was
  * asked.  A 200 means the server ignores Range: the blob switches to
  * stream mode, where all its chunk transfers are dropped and a single GET
@@ -62,19 +64,30 @@
  * exhausted budget ends the blob with an error naming blob and registry.
  * Ending a blob (blob_end) first detaches all its transfers, so after
  * `finished` is set the fetcher never touches the blob again.
+ *
+ * Cancelling one blob (sf_fetcher_cancel): a blob still in the pending
+ * queue was never seen by the thread, so the caller unlinks it there and
+ * ends it itself.  Otherwise the caller queues a cancel_req on its stack
+ * and sleeps on the blob's cond; the thread, at the top of each loop turn
+ * (after adopt, so a blob taken from the pending queue is active by then),
+ * ends the blob if it is still active (blob_end: transfers removed from
+ * the multi handle, -ECANCELED) and sets req->done under b->lock.  The
+ * exiting thread serves the last requests after cancel_all and sets
+ * `exited`, after which nothing is queued.  The caller holds b->lock from
+ * its "unfinished?" check until it queued, and whoever finishes a blob
+ * needs b->lock, so f is alive whenever the caller touches it; a finished
+ * blob never makes the caller touch f, even after sf_fetcher_free.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "fetch.h"
+#include "fetch-private.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -83,63 +96,15 @@
 #define RETRY_AFTER_MAX_MS 30000
 #define AUTH_RETRIES 3 /* re-authentications per chunk */
 #define IDLE_POLL_MS 1000
-#define AUTH_HEADER_MAX 8192
 #define CURL_BUFFER_SIZE (256L * 1024)
 #define STALL_SECONDS 30L /* less than 1 byte/s for this long: retry */
 #define MAX_REDIRECTS 5L
-#define WHY_MAX 256
 
-enum chunk_state { CH_READY = 0, CH_BACKOFF, CH_RUNNING, CH_DONE };
-
-struct chunk {
-	uint64_t done;	/* [off, off + done) is written */
-	int64_t due_ms; /* CH_BACKOFF: monotonic time it may start */
-	int tries;	/* failed attempts charged to the retry budget */
-	int auth_tries;
-	enum chunk_state state;
-};
-
-/* Fetcher-private state of one blob (sf_blob.priv). */
-struct bstate {
+/* One sf_fetcher_cancel() call waiting for the thread; on its stack. */
+struct cancel_req {
 	struct sf_blob *b;
-	struct bstate *next_pending;
-	char *url;
-	uint64_t cs;			/* chunk size */
-	uint64_t nchunks, head, next;	/* see the invariants above */
-	struct chunk *chunks;
-	uint64_t contig; /* the fetcher's copy of b->contiguous */
-	int running;	 /* transfers in flight */
-	bool stream;	 /* no range support: one streamed GET */
-	struct chunk sc; /* retry state of the streamed GET */
-};
-
-/* What to do with a response body; decided before its first byte. */
-enum verdict {
-	V_UNSET = 0, /* no final response seen yet */
-	V_OK,	     /* write it */
-	V_DISCARD,   /* error status: swallow the body, act on completion */
-	V_NORANGE,   /* 200 to a Range request: abort, switch to stream mode */
-	V_BAD,	     /* unusable answer (x->why says why): abort, retry */
-};
-
-struct xfer {
-	CURL *easy;
-	bool busy;
-	struct bstate *bs;
-	struct chunk *c;   /* a chunk of bs, or &bs->sc in stream mode */
-	uint64_t from, to; /* requested blob bytes [from, to) */
-	uint64_t pos;	   /* chunk: next offset to write; stream: body bytes seen */
-	uint64_t skip;	   /* stream: body bytes below this are on disk already */
-	struct curl_slist *hdrs;
-	enum verdict verdict;
-	int werr; /* errno of a failed spool write */
-	long status;
-	long retry_after_s; /* -1 when absent or not in seconds */
-	char crange[128];
-	char www_auth[2048];
-	char why[WHY_MAX];
-	char errbuf[CURL_ERROR_SIZE];
-	char auth[AUTH_HEADER_MAX]; /* the Authorization line this request used */
+	struct cancel_req *next;
+	bool done; /* under b->lock: the fetcher is through with b */
 };
 
 struct sf_fetcher {
@@ -148,9 +113,12 @@ struct sf_fetcher {
 	CURLM *multi;
 	pthread_t thread;
 
-	pthread_mutex_t lock; /* guards pending and stop */
+	pthread_mutex_t lock; /* guards pending, cancels, stop and exited */
 	struct bstate *pending, *pending_tail;
+	struct cancel_req *cancels;
 	bool stop;
+	bool exited; /* the thread serves no more cancel requests */
+	bool joined; /* sf_fetcher_stop has run (or is running) */
 
 	/* fetcher thread only */
 	struct bstate **active;
@@ -205,11 +173,6 @@ static uint64_t chunk_len(const struct bstate *bs, uint64_t i)
 	return left < bs->cs ? left : bs->cs;
 }
 
-static bool is_stream_xfer(const struct xfer *x)
-{
-	return x->c == &x->bs->sc;
-}
-
 static int write_all(int fd, const char *buf, size_t len, uint64_t off)
 {
 	while (len > 0) {
@@ -226,40 +189,6 @@ static int write_all(int fd, const char *buf, size_t len, uint64_t off)
 		off += (uint64_t)n;
 	}
 	return 0;
-}
-
-/* Strict decimal: digits only, no sign, no overflow. */
-static bool parse_u64(const char *s, const char *end, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (s == end)
-		return false;
-	for (; s < end; s++) {
-		if (*s < '0' || *s > '9')
-			return false;
-		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			return false;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	*out = v;
-	return true;
-}
-
-/* "bytes a-b/total", nothing else. */
-static bool parse_content_range(const char *s, uint64_t *a, uint64_t *b, uint64_t *total)
-{
-	const char *dash, *slash, *end = s + strlen(s);
-
-	if (strncmp(s, "bytes ", 6) != 0)
-		return false;
-	s += 6;
-	dash = memchr(s, '-', (size_t)(end - s));
-	slash = dash ? memchr(dash, '/', (size_t)(end - dash)) : NULL;
-	if (!slash)
-		return false;
-	return parse_u64(s, dash, a) && parse_u64(dash + 1, slash, b) &&
-	       parse_u64(slash + 1, end, total);
 }
 
 /* ---- publishing progress (the only writes to the public fields) ---- */
@@ -291,11 +220,9 @@ static void publish(struct bstate *bs, uint64_t written)
 	pthread_mutex_unlock(&b->lock);
 }
 
-/* Mark b finished, with an error when ret < 0.  Used before and after the
- * fetcher adopted it; the caller must hold no reference to b afterwards. */
-static void blob_finish(struct sf_blob *b, sf_ret ret, const char *msg)
+/* Mark b finished, with an error when ret < 0; the caller holds b->lock. */
+static void blob_finish_locked(struct sf_blob *b, sf_ret ret, const char *msg)
 {
-	pthread_mutex_lock(&b->lock);
 	b->priv = NULL;
 	if (ret < 0) {
 		b->error = ret;
@@ -303,6 +230,14 @@ static void blob_finish(struct sf_blob *b, sf_ret ret, const char *msg)
 	}
 	b->finished = true;
 	pthread_cond_broadcast(&b->cond);
+}
+
+/* Mark b finished.  Used before and after the fetcher adopted it; the
+ * caller must hold no reference to b afterwards. */
+static void blob_finish(struct sf_blob *b, sf_ret ret, const char *msg)
+{
+	pthread_mutex_lock(&b->lock);
+	blob_finish_locked(b, ret, msg);
 	pthread_mutex_unlock(&b->lock);
 }
 
@@ -315,9 +250,10 @@ static void blob_message(const struct sf_blob *b, char *out, size_t len, const c
 	snprintf(out, len, "blob %s from %s: %s", b->digest, sf_registry_name(b->reg), detail);
 }
 
-static void blob_finish_early(struct sf_blob *b, sf_ret ret, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void blob_finish_early(struct sf_blob *b, sf_ret ret, const char *fmt, ...)
+/* Finish a blob the thread never saw; `locked`: the caller holds b->lock. */
+static void blob_finish_early(struct sf_blob *b, bool locked, sf_ret ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void blob_finish_early(struct sf_blob *b, bool locked, sf_ret ret, const char *fmt, ...)
 {
 	char msg[SF_ERROR_MSG_MAX];
 	va_list ap;
@@ -325,106 +261,13 @@ static void blob_finish_early(struct sf_blob *b, sf_ret ret, const char *fmt, ..
 	va_start(ap, fmt);
 	blob_message(b, msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	blob_finish(b, ret, msg);
+	if (locked)
+		blob_finish_locked(b, ret, msg);
+	else
+		blob_finish(b, ret, msg);
 }
 
 /* ---- libcurl callbacks (fetcher thread, inside curl_multi_perform) ---- */
-
-/* "Name: value\r\n" -> value, trimmed.  False when the name differs. */
-static bool header_value(const char *buf, size_t len, const char *name, char *out,
-			 size_t outlen)
-{
-	size_t nl = strlen(name), vl;
-
-	if (len <= nl || strncasecmp(buf, name, nl) != 0 || buf[nl] != ':')
-		return false;
-	buf += nl + 1;
-	len -= nl + 1;
-	while (len > 0 && (*buf == ' ' || *buf == '\t'))
-		buf++, len--;
-	while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == '\n' ||
-			   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-		len--;
-	vl = len < outlen - 1 ? len : outlen - 1;
-	memcpy(out, buf, vl);
-	out[vl] = '\0';
-	return true;
-}
-
-static void response_reset(struct xfer *x)
-{
-	x->crange[0] = '\0';
-	x->www_auth[0] = '\0';
-	x->retry_after_s = -1;
-}
-
-static size_t on_header(char *buf, size_t size, size_t n, void *ud)
-{
-	struct xfer *x = ud;
-	size_t len = size * n;
-	char tmp[64];
-	uint64_t v;
-
-	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
-		response_reset(x); /* a new response (redirect, 100, final) */
-	else if (header_value(buf, len, "Content-Range", x->crange, sizeof(x->crange)))
-		;
-	else if (!x->www_auth[0] &&
-		 header_value(buf, len, "WWW-Authenticate", x->www_auth, sizeof(x->www_auth)))
-		;
-	else if (header_value(buf, len, "Retry-After", tmp, sizeof(tmp)) &&
-		 parse_u64(tmp, tmp + strlen(tmp), &v))
-		x->retry_after_s = v > 1000000 ? 1000000 : (long)v;
-	return len;
-}
-
-static enum verdict judge_stream(struct xfer *x, long code)
-{
-	curl_off_t cl = -1;
-
-	if (code == 206) {
-		snprintf(x->why, sizeof(x->why), "HTTP 206 to a request without Range");
-		return V_BAD;
-	}
-	if (code != 200)
-		return V_DISCARD;
-	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-	if (cl >= 0 && (uint64_t)cl != x->bs->b->size) {
-		snprintf(x->why, sizeof(x->why), "Content-Length %" PRId64 ", expected %" PRIu64,
-			 (int64_t)cl, x->bs->b->size);
-		return V_BAD;
-	}
-	return V_OK;
-}
-
-static enum verdict judge_chunk(struct xfer *x, long code)
-{
-	uint64_t a, b, total, size = x->bs->b->size;
-
-	if (code == 200) /* no range support, unless we asked for all of it */
-		return x->from == 0 && x->to == size ? V_OK : V_NORANGE;
-	if (code != 206)
-		return V_DISCARD;
-	if (parse_content_range(x->crange, &a, &b, &total) && a == x->from &&
-	    b == x->to - 1 && total == size)
-		return V_OK;
-	snprintf(x->why, sizeof(x->why),
-		 "bad Content-Range \"%s\" for bytes=%" PRIu64 "-%" PRIu64 " of %" PRIu64,
-		 x->crange, x->from, x->to - 1, size);
-	return V_BAD;
-}
-
-/* Decide about the final response; V_UNSET when there is none yet. */
-static enum verdict judge(struct xfer *x)
-{
-	long code = 0;
-
-	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
-	x->status = code;
-	if (code == 0)
-		return V_UNSET;
-	return is_stream_xfer(x) ? judge_stream(x, code) : judge_chunk(x, code);
-}
 
 static size_t chunk_body(struct xfer *x, const char *data, size_t len)
 {
@@ -480,7 +323,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 	size_t len = size * n;
 
 	if (x->verdict == V_UNSET)
-		x->verdict = judge(x);
+		x->verdict = fetch_judge(x);
 	switch (x->verdict) {
 	case V_OK:
 		return is_stream_xfer(x) ? stream_body(x, data, len) : chunk_body(x, data, len);
@@ -512,7 +355,7 @@ static sf_ret xfer_options(struct xfer *x)
 #else
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, fetch_on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
@@ -578,7 +421,7 @@ static void xfer_init_request(struct xfer *x, struct bstate *bs, struct chunk *c
 	x->why[0] = '\0';
 	x->errbuf[0] = '\0';
 	x->hdrs = NULL;
-	response_reset(x);
+	fetch_response_reset(x);
 	if (is_stream_xfer(x)) {
 		x->from = 0;
 		x->to = bs->b->size;
@@ -707,15 +550,6 @@ static void on_unauthorized(struct sf_fetcher *f, struct xfer *x)
 	x->c->state = CH_READY; /* again, right away, with the new token */
 }
 
-static int http_errno(long status)
-{
-	if (status == 404)
-		return ENOENT;
-	if (status == 401 || status == 403)
-		return EACCES;
-	return EIO;
-}
-
 static void on_http_error(struct sf_fetcher *f, struct xfer *x)
 {
 	char why[WHY_MAX];
@@ -732,7 +566,7 @@ static void on_http_error(struct sf_fetcher *f, struct xfer *x)
 	if (x->status == 408 || x->status == 429 || x->status >= 500)
 		retry(f, x->bs, x->c, delay, why);
 	else
-		blob_fail(f, x->bs, -http_errno(x->status), "%s", why);
+		blob_fail(f, x->bs, -fetch_http_errno(x->status), "%s", why);
 }
 
 static void on_transport_error(struct sf_fetcher *f, struct xfer *x, CURLcode rc)
@@ -775,7 +609,7 @@ static void xfer_done(struct sf_fetcher *f, struct xfer *x, CURLcode rc)
 	if (c->state == CH_DONE)
 		return;
 	if (x->verdict == V_UNSET)
-		x->verdict = judge(x); /* a response without body */
+		x->verdict = fetch_judge(x); /* a response without body */
 	if (x->verdict == V_NORANGE)
 		switch_to_stream(f, bs);
 	else if (x->verdict == V_BAD)
@@ -930,12 +764,45 @@ static void cancel_all(struct sf_fetcher *f)
 	cancel_list(f, list);
 }
 
+/* Serve the queued sf_fetcher_cancel() calls: end their blobs if still
+ * active, then release the callers.  `last`: the thread is exiting, so no
+ * request may be queued after these. */
+static void serve_cancels(struct sf_fetcher *f, bool last)
+{
+	struct cancel_req *list, *req;
+
+	pthread_mutex_lock(&f->lock);
+	list = f->cancels;
+	f->cancels = NULL;
+	if (last)
+		f->exited = true;
+	pthread_mutex_unlock(&f->lock);
+
+	while ((req = list)) {
+		struct sf_blob *b = req->b;
+
+		list = req->next; /* req is gone once done is set */
+		for (size_t i = 0; i < f->nactive; i++) {
+			if (f->active[i]->b == b) {
+				blob_fail(f, f->active[i], -ECANCELED, "download cancelled");
+				break;
+			}
+		}
+		/* not active: finished already, b->finished is set */
+		pthread_mutex_lock(&b->lock);
+		req->done = true;
+		pthread_cond_broadcast(&b->cond);
+		pthread_mutex_unlock(&b->lock);
+	}
+}
+
 static void *fetcher_main(void *arg)
 {
 	struct sf_fetcher *f = arg;
 	int running;
 
 	while (!adopt(f)) {
+		serve_cancels(f, false);
 		schedule(f);
 		curl_multi_perform(f->multi, &running);
 		drain(f);
@@ -943,6 +810,7 @@ static void *fetcher_main(void *arg)
 		curl_multi_poll(f->multi, NULL, 0, poll_timeout(f), NULL);
 	}
 	cancel_all(f);
+	serve_cancels(f, true);
 	return NULL;
 }
 
@@ -1055,8 +923,9 @@ static struct bstate *bstate_new(struct sf_fetcher *f, struct sf_blob *b)
 	struct bstate *bs;
 
 	if (b->start > b->size) {
-		blob_finish_early(b, -EINVAL, "resume offset %" PRIu64 " beyond the blob size %" PRIu64,
-				  b->start, b->size);
+		blob_finish_early(b, false, -EINVAL,
+				  "resume offset %" PRIu64 " beyond the blob size %" PRIu64, b->start,
+				  b->size);
 		return NULL;
 	}
 	if (b->start == b->size) {
@@ -1074,7 +943,7 @@ static struct bstate *bstate_new(struct sf_fetcher *f, struct sf_blob *b)
 	}
 	if (!bs || !bs->url || !bs->chunks) {
 		bstate_free(bs);
-		blob_finish_early(b, -ENOMEM, "out of memory");
+		blob_finish_early(b, false, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	return bs;
@@ -1098,6 +967,16 @@ void sf_fetcher_add(struct sf_fetcher *f, struct sf_blob *b)
 	pthread_mutex_unlock(&b->lock);
 
 	pthread_mutex_lock(&f->lock);
+	if (f->stop) {
+		/* stopped: nothing more will be fetched; the thread never saw bs */
+		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_lock(&b->lock);
+		b->priv = NULL;
+		bstate_free(bs);
+		blob_finish_early(b, true, -ECANCELED, "download cancelled");
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
 	if (f->pending_tail)
 		f->pending_tail->next_pending = bs;
 	else
@@ -1107,20 +986,85 @@ void sf_fetcher_add(struct sf_fetcher *f, struct sf_blob *b)
 	curl_multi_wakeup(f->multi);
 }
 
-void sf_fetcher_free(struct sf_fetcher *f)
+/* Take b's bstate out of the pending queue, if it is there; under f->lock. */
+static struct bstate *unqueue_pending(struct sf_fetcher *f, struct sf_blob *b)
+{
+	struct bstate *prev = NULL;
+
+	for (struct bstate *bs = f->pending; bs; prev = bs, bs = bs->next_pending) {
+		if (bs->b != b)
+			continue;
+		if (prev)
+			prev->next_pending = bs->next_pending;
+		else
+			f->pending = bs->next_pending;
+		if (f->pending_tail == bs)
+			f->pending_tail = prev;
+		return bs;
+	}
+	return NULL;
+}
+
+void sf_fetcher_cancel(struct sf_fetcher *f, struct sf_blob *b)
+{
+	struct cancel_req req = { .b = b };
+	struct bstate *bs;
+	bool queued = false;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->finished || !b->priv) { /* over, or never added: do not touch f */
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
+	/* b is unfinished and we hold b->lock, which whoever finishes it (the
+	 * thread, or sf_fetcher_free for late additions) needs: f is alive
+	 * until we let go.  Lock order: b->lock, then f->lock. */
+	pthread_mutex_lock(&f->lock);
+	bs = unqueue_pending(f, b);
+	if (!bs && !f->exited) {
+		req.next = f->cancels;
+		f->cancels = &req;
+		queued = true;
+		curl_multi_wakeup(f->multi); /* under f->lock: f cannot go away meanwhile */
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (bs) { /* the thread never saw it: ours to end, before anyone sees b again */
+		bstate_free(bs);
+		blob_finish_early(b, true, -ECANCELED, "download cancelled");
+	}
+	while (queued && !req.done)
+		pthread_cond_wait(&b->cond, &b->lock);
+	pthread_mutex_unlock(&b->lock);
+}
+
+void sf_fetcher_stop(struct sf_fetcher *f)
 {
 	struct bstate *list;
+	bool joined;
 
 	if (!f)
 		return;
 	pthread_mutex_lock(&f->lock);
 	f->stop = true;
+	joined = f->joined;
+	f->joined = true;
 	pthread_mutex_unlock(&f->lock);
+	if (joined)
+		return;
 	curl_multi_wakeup(f->multi);
 	pthread_join(f->thread, NULL);
-	/* blobs added while the thread was exiting (a caller bug, but harmless) */
+	/* blobs added while the thread was exiting */
+	pthread_mutex_lock(&f->lock);
 	list = f->pending;
 	f->pending = f->pending_tail = NULL;
+	pthread_mutex_unlock(&f->lock);
 	cancel_list(f, list);
+}
+
+void sf_fetcher_free(struct sf_fetcher *f)
+{
+	if (!f)
+		return;
+	sf_fetcher_stop(f);
 	fetcher_destroy(f);
 }

@@ -78,7 +78,18 @@ sf_ret sf_fetcher_new(const struct sf_fetch_opts *opts, struct sf_fetcher **out,
 		      struct sf_error *err);
 /* Queue a blob; thread-safe; wakes the fetcher thread. */
 void sf_fetcher_add(struct sf_fetcher *f, struct sf_blob *b);
-/* Stop all transfers, fail unfinished blobs with -ECANCELED, join the thread. */
+/* Stop fetching one blob: its transfers are aborted, it finishes with
+ * -ECANCELED ("download cancelled") unless it already finished; returns once
+ * the fetcher no longer touches the blob or its fd.  Thread-safe; a no-op
+ * for a blob that finished or was never added (which makes it safe even
+ * after sf_fetcher_free() for a blob added before it).  Must not be called
+ * from the fetcher thread (e.g. a registry callback). */
+void sf_fetcher_cancel(struct sf_fetcher *f, struct sf_blob *b);
+/* Stop all transfers, fail unfinished blobs with -ECANCELED, join the
+ * thread.  The fetcher stays valid: later sf_fetcher_add() calls finish the
+ * blob with -ECANCELED at once, so consumers can be joined after this. */
+void sf_fetcher_stop(struct sf_fetcher *f);
+/* sf_fetcher_stop, then release. */
 void sf_fetcher_free(struct sf_fetcher *f);
 
 #endif

@@ -80,6 +80,7 @@ static ssize_t counted_read(void *ctx, void *buf, size_t len, struct sf_error *e
 /* Everything one pull needs; released by pull_cleanup on every path. */
 struct pull {
 	struct sf_layer *l;
+	struct sf_fetcher *fetcher; /* cancelling a finished blob never touches it */
 	char *work_dir;
 	int lock_fd, blob_fd;
 	struct spool_reader spool;
@@ -311,8 +312,12 @@ static void pull_cleanup(struct pull *p, bool failed)
 	sf_sha256_free(p->counted.sha);
 	free(p->buf);
 	if (p->blob_added) {
-		/* the fetcher may still be writing to blob_fd until it finishes */
-		sf_blob_wait(&p->l->blob, UINT64_MAX);
+		/* the fetcher may still be writing to blob_fd until it finishes;
+		 * after a failure there is no point in waiting for the rest */
+		if (failed)
+			sf_fetcher_cancel(p->fetcher, &p->l->blob);
+		else
+			sf_blob_wait(&p->l->blob, UINT64_MAX);
 	}
 	if (p->blob_fd >= 0)
 		close(p->blob_fd);
@@ -332,7 +337,7 @@ static void *pull_thread(void *arg)
 {
 	struct start_args a = *(struct start_args *)arg;
 	struct sf_layer *l = a.l;
-	struct pull p = { .l = l, .lock_fd = -1, .blob_fd = -1 };
+	struct pull p = { .l = l, .fetcher = a.fetcher, .lock_fd = -1, .blob_fd = -1 };
 	struct sf_error err = { 0 };
 	sf_ret r;
 

@@ -57,6 +57,9 @@ struct sf_registry {
 	int reauth_calls;     /* all calls */
 	int refreshes;	      /* calls that actually fetched a token */
 	char last_www[256];
+	/* a gate: while `hold`, reauth (on the fetcher thread) blocks */
+	pthread_cond_t cond;
+	bool hold, holding;
 };
 
 char *sf_registry_blob_url(struct sf_registry *r, const char *digest)
@@ -85,6 +88,11 @@ sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
 
 	(void)err;
 	pthread_mutex_lock(&r->lock);
+	r->holding = true;
+	pthread_cond_broadcast(&r->cond);
+	while (r->hold)
+		pthread_cond_wait(&r->cond, &r->lock);
+	r->holding = false;
 	r->reauth_calls++;
 	snprintf(r->last_www, sizeof(r->last_www), "%s", www_authenticate);
 	if (r->token[0])
@@ -114,13 +122,32 @@ static void reg_init(struct sf_registry *r, int port)
 {
 	memset(r, 0, sizeof(*r));
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
 	snprintf(r->base, sizeof(r->base), "http://127.0.0.1:%d", port);
 	snprintf(r->name, sizeof(r->name), "127.0.0.1:%d", port);
 }
 
 static void reg_destroy(struct sf_registry *r)
 {
+	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
+}
+
+/* Wait until the fetcher thread is stuck in r's reauth gate. */
+static void reg_wait_holding(struct sf_registry *r)
+{
+	pthread_mutex_lock(&r->lock);
+	while (!r->holding)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void reg_release(struct sf_registry *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->hold = false;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
 }
 
 /* ------------------------------------------------------------------ */
@@ -131,6 +158,7 @@ struct srv_blob {
 	char digest[80];
 	uint8_t *data;
 	size_t size;
+	bool stall; /* like srv.stall, for this blob only */
 };
 
 struct req_log {
@@ -347,7 +375,7 @@ static struct plan make_plan(struct srv *s, const struct request *rq)
 		p.close_mid = s->close_mid > 0 && s->close_mid--;
 		p.bad_crange = p.kind == P_RANGE && s->bad_crange > 0 && s->bad_crange--;
 		p.slow = s->slow_even && (p.a / s->chunk_size) % 2 == 0;
-		p.stall = s->stall;
+		p.stall = s->stall || p.blob->stall;
 	}
 	return p;
 }
@@ -1130,6 +1158,236 @@ static void test_cancel(void **state)
 	reg_destroy(&o.reg);
 }
 
+/* Wait (up to 5 s) until the server has no request in progress: the
+ * connections of aborted transfers were closed. */
+static bool srv_idle(struct srv *s)
+{
+	int64_t end = mono_ms() + 5000;
+
+	while (SRV(s, s->inflight) > 0) {
+		if (mono_ms() > end)
+			return false;
+		usleep(10000);
+	}
+	return true;
+}
+
+static void assert_cancelled(struct tblob *t)
+{
+	assert_failed(t, -ECANCELED, "download cancelled");
+	assert_int_equal(t->b.err.code, ECANCELED);
+}
+
+/* One blob stalls mid-download and is cancelled; the others, in flight on
+ * the same fetcher, are not disturbed. */
+static void test_cancel_one(void **state)
+{
+	static const size_t sizes[] = { BIG, BIG, 700001 };
+	enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+	struct srv *s = srv_new();
+	struct sf_registry reg;
+	struct tblob t[N];
+	struct sf_fetcher *f;
+	uint64_t fetched;
+	int64_t t0;
+
+	(void)state;
+	s->chunk_size = CS;
+	s->slow_even = true;
+	for (int i = 0; i < N; i++)
+		srv_add_blob(s, 200 + (uint64_t)i, sizes[i]);
+	s->blobs[0].stall = true;
+	reg_init(&reg, s->port);
+	srv_start(s);
+	f = fetcher(CS, 8, 4, 0);
+	for (int i = 0; i < N; i++) {
+		tblob_init(&t[i], &reg, &s->blobs[i], 0);
+		watch(&t[i]);
+		sf_fetcher_add(f, &t[i].b);
+	}
+	assert_true(sf_blob_wait(&t[0].b, 1) >= 1); /* data came, then stopped */
+	t0 = mono_ms();
+	sf_fetcher_cancel(f, &t[0].b);
+	assert_true(mono_ms() - t0 < 2000);
+	assert_true(t[0].b.finished); /* on return, not some time later */
+	assert_cancelled(&t[0]);
+	fetched = t[0].b.fetched;
+	sf_fetcher_cancel(f, &t[0].b); /* again: a no-op */
+	assert_int_equal(t[0].b.error, -ECANCELED);
+	for (int i = 1; i < N; i++)
+		assert_complete(&t[i]);
+	assert_true(srv_idle(s)); /* the stalled transfers were aborted */
+	assert_int_equal(t[0].b.fetched, fetched);
+	sf_fetcher_free(f);
+	srv_stop(s);
+	for (int i = 0; i < N; i++)
+		tblob_destroy(&t[i]);
+	reg_destroy(&reg);
+}
+
+static void test_cancel_finished(void **state)
+{
+	struct one o;
+	struct tblob never;
+
+	(void)state;
+	one_setup(&o, 512 * KiB);
+	one_run(&o, 0, 4, 4, 0);
+	assert_complete(&o.t);
+	sf_fetcher_cancel(o.f, &o.t.b);
+	sf_fetcher_cancel(o.f, &o.t.b);
+	assert_true(o.t.b.finished);
+	assert_int_equal(o.t.b.error, 0);
+	assert_int_equal(sf_blob_wait(&o.t.b, UINT64_MAX), 512 * KiB);
+	/* never added: nothing happens to it */
+	tblob_init(&never, &o.reg, &o.s->blobs[0], 0);
+	sf_fetcher_cancel(o.f, &never.b);
+	assert_false(never.b.finished);
+	assert_int_equal(never.b.error, 0);
+	tblob_destroy(&never);
+	sf_fetcher_free(o.f);
+	/* a finished blob does not even look at the fetcher (what layer threads
+	 * outliving the fetcher rely on) */
+	sf_fetcher_cancel(o.f, &o.t.b);
+	assert_int_equal(o.t.b.error, 0);
+	srv_stop(o.s);
+	tblob_destroy(&o.t);
+	reg_destroy(&o.reg);
+}
+
+/* Still in the pending queue: the fetcher thread is stuck (in a reauth), so
+ * the caller must end the blob itself. */
+static void test_cancel_pending(void **state)
+{
+	struct one o;
+	struct srv *s2 = srv_new();
+	struct sf_registry reg2;
+	struct tblob q;
+	int64_t t0;
+
+	(void)state;
+	one_setup(&o, 512 * KiB);
+	o.s->require_auth = "Bearer secret";
+	o.reg.hold = true;
+	srv_add_blob(s2, 7, 512 * KiB);
+	reg_init(&reg2, s2->port);
+	srv_start(s2);
+	one_run(&o, 0, 4, 4, 0);
+	reg_wait_holding(&o.reg); /* the fetcher thread is blocked now */
+	tblob_init(&q, &reg2, &s2->blobs[0], 0);
+	watch(&q);
+	sf_fetcher_add(o.f, &q.b);
+	t0 = mono_ms();
+	sf_fetcher_cancel(o.f, &q.b);
+	assert_true(mono_ms() - t0 < 2000);
+	assert_true(q.b.finished);
+	assert_cancelled(&q);
+	reg_release(&o.reg);
+	assert_complete(&o.t);
+	one_finish(&o);
+	assert_int_equal(SRV(s2, s2->nreq), 0);
+	srv_stop(s2);
+	tblob_destroy(&q);
+	reg_destroy(&reg2);
+}
+
+/* Adopted but not started: the only connection is busy with a stalled blob. */
+static void test_cancel_not_started(void **state)
+{
+	struct one o;
+	struct srv *s2 = srv_new();
+	struct sf_registry reg2;
+	struct tblob q;
+	int64_t t0;
+
+	(void)state;
+	one_setup(&o, BIG);
+	o.s->blobs[0].stall = true;
+	srv_add_blob(s2, 8, 512 * KiB);
+	reg_init(&reg2, s2->port);
+	srv_start(s2);
+	one_run(&o, 0, 1, 4, 0);
+	assert_true(sf_blob_wait(&o.t.b, 1) >= 1); /* the connection is taken */
+	tblob_init(&q, &reg2, &s2->blobs[0], 0);
+	watch(&q);
+	sf_fetcher_add(o.f, &q.b);
+	usleep(50000); /* let the thread adopt it */
+	t0 = mono_ms();
+	sf_fetcher_cancel(o.f, &q.b);
+	assert_cancelled(&q);
+	sf_fetcher_cancel(o.f, &o.t.b);
+	assert_true(mono_ms() - t0 < 2000);
+	assert_cancelled(&o.t);
+	assert_int_equal(SRV(s2, s2->nreq), 0);
+	assert_true(srv_idle(o.s));
+	one_finish(&o);
+	srv_stop(s2);
+	tblob_destroy(&q);
+	reg_destroy(&reg2);
+}
+
+struct cancel_call {
+	struct sf_fetcher *f;
+	struct sf_blob *b;
+};
+
+static void *cancel_main(void *arg)
+{
+	struct cancel_call *c = arg;
+
+	sf_fetcher_cancel(c->f, c->b);
+	return NULL;
+}
+
+static void *free_main(void *arg)
+{
+	sf_fetcher_free(arg);
+	return NULL;
+}
+
+/* A cancel request is queued while the fetcher is shutting down: the
+ * exiting thread must still answer it. */
+static void test_cancel_at_shutdown(void **state)
+{
+	struct one o;
+	struct srv *s2 = srv_new();
+	struct sf_registry reg2;
+	struct tblob a;
+	struct cancel_call call;
+	pthread_t canceller, freer;
+
+	(void)state;
+	one_setup(&o, BIG);
+	o.s->blobs[0].stall = true;
+	s2->chunk_size = CS;
+	s2->require_auth = "Bearer secret";
+	srv_add_blob(s2, 9, 512 * KiB);
+	reg_init(&reg2, s2->port);
+	reg2.hold = true;
+	srv_start(s2);
+	one_run(&o, 0, 8, 4, 0);
+	assert_true(sf_blob_wait(&o.t.b, 1) >= 1);
+	tblob_init(&a, &reg2, &s2->blobs[0], 0);
+	watch(&a);
+	sf_fetcher_add(o.f, &a.b);
+	reg_wait_holding(&reg2); /* the fetcher thread is blocked now */
+	call = (struct cancel_call){ .f = o.f, .b = &o.t.b };
+	assert_int_equal(pthread_create(&canceller, NULL, cancel_main, &call), 0);
+	assert_int_equal(pthread_create(&freer, NULL, free_main, o.f), 0);
+	usleep(300000); /* both are waiting for the thread */
+	reg_release(&reg2);
+	pthread_join(canceller, NULL);
+	pthread_join(freer, NULL);
+	assert_cancelled(&o.t);
+	assert_cancelled(&a);
+	srv_stop(o.s);
+	tblob_destroy(&o.t);
+	reg_destroy(&o.reg);
+	srv_stop(s2);
+	tblob_destroy(&a);
+	reg_destroy(&reg2);
+}
+
 static void test_trivial_blobs(void **state)
 {
 	struct one o;
@@ -1196,6 +1454,11 @@ int main(void)
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_write_error),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_cancel_one),
+		cmocka_unit_test(test_cancel_finished),
+		cmocka_unit_test(test_cancel_pending),
+		cmocka_unit_test(test_cancel_not_started),
+		cmocka_unit_test(test_cancel_at_shutdown),
 		cmocka_unit_test(test_trivial_blobs),
 		cmocka_unit_test(test_bad_opts),
 	};

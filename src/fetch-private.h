@@ -1,0 +1,91 @@
+/* fetch-private.h - internals shared by the modules of the fetcher.
+ *
+ * fetch.c is the core (the thread, scheduling, retries, the public API);
+ * fetch_http.c reads response headers and judges an answer before its body
+ * is stored.  Both run on the fetcher thread only.  Nothing outside those
+ * two files includes this.
+ */
+#ifndef SF_FETCH_PRIVATE_H
+#define SF_FETCH_PRIVATE_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fetch.h"
+
+#define AUTH_HEADER_MAX 8192
+#define WHY_MAX 256
+
+enum chunk_state { CH_READY = 0, CH_BACKOFF, CH_RUNNING, CH_DONE };
+
+struct chunk {
+	uint64_t done;	/* [off, off + done) is written */
+	int64_t due_ms; /* CH_BACKOFF: monotonic time it may start */
+	int tries;	/* failed attempts charged to the retry budget */
+	int auth_tries;
+	enum chunk_state state;
+};
+
+/* Fetcher-private state of one blob (sf_blob.priv). */
+struct bstate {
+	struct sf_blob *b;
+	struct bstate *next_pending;
+	char *url;
+	uint64_t cs;			/* chunk size */
+	uint64_t nchunks, head, next;	/* see the invariants above */
+	struct chunk *chunks;
+	uint64_t contig; /* the fetcher's copy of b->contiguous */
+	int running;	 /* transfers in flight */
+	bool stream;	 /* no range support: one streamed GET */
+	struct chunk sc; /* retry state of the streamed GET */
+};
+
+/* What to do with a response body; decided before its first byte. */
+enum verdict {
+	V_UNSET = 0, /* no final response seen yet */
+	V_OK,	     /* write it */
+	V_DISCARD,   /* error status: swallow the body, act on completion */
+	V_NORANGE,   /* 200 to a Range request: abort, switch to stream mode */
+	V_BAD,	     /* unusable answer (x->why says why): abort, retry */
+};
+
+struct xfer {
+	CURL *easy;
+	bool busy;
+	struct bstate *bs;
+	struct chunk *c;   /* a chunk of bs, or &bs->sc in stream mode */
+	uint64_t from, to; /* requested blob bytes [from, to) */
+	uint64_t pos;	   /* chunk: next offset to write; stream: body bytes seen */
+	uint64_t skip;	   /* stream: body bytes below this are on disk already */
+	struct curl_slist *hdrs;
+	enum verdict verdict;
+	int werr; /* errno of a failed spool write */
+	long status;
+	long retry_after_s; /* -1 when absent or not in seconds */
+	char crange[128];
+	char www_auth[2048];
+	char why[WHY_MAX];
+	char errbuf[CURL_ERROR_SIZE];
+	char auth[AUTH_HEADER_MAX]; /* the Authorization line this request used */
+};
+static inline bool is_stream_xfer(const struct xfer *x)
+{
+	return x->c == &x->bs->sc;
+}
+
+/* ---- fetch_http.c ---- */
+
+/* Forget the headers of the previous response (redirect, 100, new request). */
+void fetch_response_reset(struct xfer *x);
+/* CURLOPT_HEADERFUNCTION: records Content-Range, WWW-Authenticate and
+ * Retry-After of the current response in x (ud). */
+size_t fetch_on_header(char *buf, size_t size, size_t n, void *ud);
+/* Decide about the final response; V_UNSET when there is none yet.  Sets
+ * x->status, and x->why for V_BAD. */
+enum verdict fetch_judge(struct xfer *x);
+/* The errno for a final HTTP error status. */
+int fetch_http_errno(long status);
+
+#endif
