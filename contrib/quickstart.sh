@@ -119,10 +119,10 @@ check_in() {
 
 run_tests() {
 	local rc=0 sanlog=$SRC/build-asan/sanitizer-logs f
-	build "$SRC/build"
+	build "$SRC/build" --enable-werror
 	check_in "$SRC/build" "plain build" || rc=1
 
-	build "$SRC/build-asan" --enable-sanitizers
+	build "$SRC/build-asan" --enable-sanitizers --enable-werror
 	rm -rf "$sanlog"
 	mkdir -p "$sanlog"
 	# Reports go to files as well as failing the process: a daemonized

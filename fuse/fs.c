@@ -585,6 +585,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int fd = -1;
 	uint32_t id;
 
+	(void)fi;
 	if (ino == INO_LOWERDIR) {
 		reply_text(req, fs->lowerdir, size, off);
 		return;
