@@ -13,7 +13,9 @@
  * adds and when the layer's state changes; that answers each parked request
  * it can (libfuse allows replies from any thread).  A lookup is checked and
  * parked under wait_lock, and notify takes wait_lock after the entry is
- * visible, so no wake-up is lost.
+ * visible, so no wake-up is lost.  A parked request whose process gets a
+ * signal is answered EINTR (FUSE_INTERRUPT), so waiting never makes a
+ * process unkillable.
  *
  * Caching.  A complete layer never changes: entries, attributes and
  * negative lookups are cached by the kernel for a day and file pages are
@@ -141,6 +143,47 @@ static void free_waiter(struct sf_waiter *w)
 	free(w);
 }
 
+static bool try_answer(struct sf_fs *fs, struct sf_waiter *w);
+
+/* The process behind a parked request got a signal (Ctrl-C, timeout,
+ * kill -9): answer EINTR now, or the kernel keeps it waiting for the layer.
+ * Called by libfuse, possibly before the request was parked. */
+static void on_interrupt(fuse_req_t req, void *arg)
+{
+	struct sf_fs *fs = arg;
+
+	pthread_mutex_lock(&fs->wait_lock);
+	for (struct sf_waiter **pp = &fs->waiters; *pp; pp = &(*pp)->next) {
+		struct sf_waiter *w = *pp;
+		if (w->req == req) {
+			*pp = w->next;
+			fuse_reply_err(req, EINTR);
+			free_waiter(w);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->wait_lock);
+}
+
+/* Answer w now if possible, else park it until its layer has more.  Takes
+ * ownership of w. */
+static void answer_or_park(struct sf_fs *fs, struct sf_waiter *w)
+{
+	/* registered before wait_lock is taken: libfuse may call on_interrupt
+	 * at once, and on_interrupt takes wait_lock */
+	fuse_req_interrupt_func(w->req, on_interrupt, fs);
+	pthread_mutex_lock(&fs->wait_lock);
+	if (fuse_req_interrupted(w->req)) {
+		fuse_reply_err(w->req, EINTR);
+		free_waiter(w);
+	} else if (try_answer(fs, w)) {
+		free_waiter(w);
+	} else {
+		park(fs, w);
+	}
+	pthread_mutex_unlock(&fs->wait_lock);
+}
+
 static void do_layer_readdir(fuse_req_t req, struct sf_layer *l, uint32_t dir, size_t size,
 			     off_t off, bool plus);
 
@@ -248,24 +291,18 @@ static void lookup_in_layer(fuse_req_t req, struct sf_layer *l, uint32_t dir, co
 	struct sf_fs *fs = fs_of(req);
 	struct sf_waiter *w;
 
-	pthread_mutex_lock(&fs->wait_lock);
 	w = calloc(1, sizeof(*w));
 	if (w) {
 		*w = (struct sf_waiter){ .kind = WAIT_LOOKUP, .req = req, .layer = l->number,
 					 .dir = dir, .name = strdup(name) };
 	}
 	if (!w || !w->name) {
-		pthread_mutex_unlock(&fs->wait_lock);
 		if (w)
 			free_waiter(w);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (try_answer(fs, w))
-		free_waiter(w);
-	else
-		park(fs, w);
-	pthread_mutex_unlock(&fs->wait_lock);
+	answer_or_park(fs, w);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -494,12 +531,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	}
 	*w = (struct sf_waiter){ .kind = WAIT_READDIR, .req = req, .layer = l->number, .dir = dir,
 				 .size = size, .off = off, .plus = plus };
-	pthread_mutex_lock(&fs->wait_lock);
-	if (try_answer(fs, w))
-		free_waiter(w);
-	else
-		park(fs, w);
-	pthread_mutex_unlock(&fs->wait_lock);
+	answer_or_park(fs, w);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
@@ -77,6 +78,15 @@ static bool is_mountpoint(const char *abs)
 	return found;
 }
 
+/* A FUSE mount whose daemon died answers ENOTCONN; statfs always asks the
+ * file system (stat may be answered from the kernel's attribute cache). */
+static bool is_dead_mount(const char *path)
+{
+	struct statfs sfs;
+
+	return statfs(path, &sfs) < 0 && errno == ENOTCONN;
+}
+
 /* Resolve and check the mountpoint; clean a dead FUSE mount left by a
  * killed daemon ("Transport endpoint is not connected"). */
 static int check_mountpoint(const char *path, char abs[PATH_MAX])
@@ -95,6 +105,12 @@ static int check_mountpoint(const char *path, char abs[PATH_MAX])
 		return fail("mountpoint %s: %s", path, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return fail("mountpoint %s: not a directory", path);
+	if (is_mountpoint(abs) && is_dead_mount(abs)) {
+		if (umount2(abs, MNT_DETACH) < 0)
+			return fail("mountpoint %s: dead mount left by a killed daemon, and it "
+				    "cannot be unmounted: %s", path, strerror(errno));
+		fprintf(stderr, "soci-fuse: cleaned up a dead mount left at %s\n", path);
+	}
 	if (is_mountpoint(abs))
 		return fail("mountpoint %s is busy: something is already mounted there", path);
 	return 0;
