@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "dirops.h"
 #include "fs.h"
 #include "layer.h"
 #include "ref.h"
@@ -265,6 +266,8 @@ static int mount_fuse(struct mount_state *m, const struct sf_mount_opts *o, cons
 	if (fuse_session_mount(m->se, abs) != 0)
 		return fail("cannot mount at %s (is /dev/fuse available, are you root?)", abs);
 	m->mounted = true;
+	if (sf_dirops_install(m->se) != 0)
+		return fail("cannot set up FUSE I/O at %s", abs);
 	return 0;
 }
 
