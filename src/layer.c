@@ -90,6 +90,7 @@ struct pull {
 	unsigned char *buf;
 	uint64_t data_end;
 	bool blob_added;
+	bool blob_checked; /* the blob digest was computed over every byte */
 };
 
 const char *sf_layer_state_name(enum sf_layer_state s)
@@ -222,7 +223,8 @@ static sf_ret open_work_files(struct pull *p, struct sf_error *err)
 	return 0;
 }
 
-static sf_ret unpack(struct pull *p, struct sf_error *err)
+/* Decompress and untar the whole stream, then check both digests. */
+static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 {
 	struct sf_layer *l = p->l;
 	const struct sf_tar_entry *e;
@@ -248,10 +250,38 @@ static sf_ret unpack(struct pull *p, struct sf_error *err)
 	r = drain((struct sf_reader){ .read = counted_read, .ctx = &p->counted }, p->buf, err);
 	if (r == 0)
 		r = drain((struct sf_reader){ .read = spool_read, .ctx = &p->spool }, p->buf, err);
-	if (r == 0)
-		r = check_digest(p->spool.sha, l->desc->digest, "blob digest", err);
+	if (r < 0)
+		return r;
+	p->blob_checked = true;
+	r = check_digest(p->spool.sha, l->desc->digest, "blob digest", err);
 	if (r == 0)
 		r = check_digest(p->counted.sha, l->desc->diff_id, "diff_id", err);
+	return r;
+}
+
+/* The stream failed before its end (bad gzip, bad tar...).  If the blob
+ * itself does not match its digest, that is the cause to report: the
+ * registry or the network corrupted it, not the image.  Finding out means
+ * reading the rest of the blob; a failed download ends that at once. */
+static void blame_blob_if_corrupt(struct pull *p, struct sf_error *err)
+{
+	struct sf_error drain_err = { 0 };
+	struct sf_reader spool = { .read = spool_read, .ctx = &p->spool };
+
+	if (drain(spool, p->buf, &drain_err) < 0)
+		return; /* download failed too: the first error stands */
+	if (check_digest(p->spool.sha, p->l->desc->digest, "blob digest", &drain_err) < 0)
+		*err = drain_err;
+	else
+		sf_error_prefix(err, "blob digest verified, the layer itself is corrupt");
+}
+
+static sf_ret unpack(struct pull *p, struct sf_error *err)
+{
+	sf_ret r = unpack_stream(p, err);
+
+	if (r < 0 && r != -ECANCELED && !p->blob_checked)
+		blame_blob_if_corrupt(p, err);
 	return r;
 }
 
