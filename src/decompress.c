@@ -230,6 +230,18 @@ static ssize_t truncated(struct sf_decompressor *d, struct sf_error *err, const 
 		     what, (unsigned long long)d->total_in);
 }
 
+/* The gzip backend produced nothing although there was room: the input
+ * ended inside a member, or the decoder is stuck on what it has. */
+static ssize_t gzip_starved(struct sf_decompressor *d, size_t before, struct sf_error *err)
+{
+	if (in_empty(d) && d->src_eof)
+		return truncated(d, err, "gzip");
+	if (d->in_pos == before && !in_empty(d))
+		return dfail(d, err, EIO, "gzip decoder made no progress at byte %llu",
+			     (unsigned long long)in_offset(d));
+	return 0;
+}
+
 /* ---- gzip backends: start a member, inflate some of it ---- */
 
 #ifdef HAVE_ISAL
@@ -323,11 +335,7 @@ static ssize_t gz_backend_step(struct sf_decompressor *d, unsigned char *buf, si
 		d->gz_phase = GZ_MEMBER_START;
 	} else if (produced == 0) {
 		/* avail_out > 0 and nothing came out: starved of input. */
-		if (in_empty(d) && d->src_eof)
-			return truncated(d, err, "gzip");
-		if (d->in_pos == before && !in_empty(d))
-			return dfail(d, err, EIO, "gzip decoder made no progress at byte %llu",
-				     (unsigned long long)in_offset(d));
+		return gzip_starved(d, before, err);
 	}
 	return (ssize_t)produced;
 }
@@ -403,13 +411,8 @@ static ssize_t gz_backend_step(struct sf_decompressor *d, unsigned char *buf, si
 			     (unsigned long long)d->gz_members + 1, z->msg ? z->msg : zError(ret));
 	}
 
-	if (produced == 0) {
-		if (in_empty(d) && d->src_eof)
-			return truncated(d, err, "gzip");
-		if (d->in_pos == before && !in_empty(d))
-			return dfail(d, err, EIO, "gzip decoder made no progress at byte %llu",
-				     (unsigned long long)in_offset(d));
-	}
+	if (produced == 0)
+		return gzip_starved(d, before, err);
 	return (ssize_t)produced;
 }
 

@@ -178,16 +178,23 @@ static bool hostname_valid(const char *s, const char *end)
 	return true;
 }
 
-static bool ipv6_valid(const char *s, size_t n)
+/* Parse the n bytes at s (no brackets) as an IPv6 address. */
+static bool ipv6_parse(const char *s, size_t n, struct in6_addr *a)
 {
 	char buf[INET6_ADDRSTRLEN + 1];
-	struct in6_addr a;
 
 	if (n == 0 || n >= sizeof(buf))
 		return false;
 	memcpy(buf, s, n);
 	buf[n] = '\0';
-	return inet_pton(AF_INET6, buf, &a) == 1;
+	return inet_pton(AF_INET6, buf, a) == 1;
+}
+
+static bool ipv6_valid(const char *s, size_t n)
+{
+	struct in6_addr a;
+
+	return ipv6_parse(s, n, &a);
 }
 
 static bool port_valid(const char *p)
@@ -416,14 +423,9 @@ char *sf_ref_api_host(const struct sf_ref *ref)
 
 static bool ipv6_is_loopback(const char *s, size_t n)
 {
-	char buf[INET6_ADDRSTRLEN + 1];
 	struct in6_addr a;
 
-	if (n == 0 || n >= sizeof(buf))
-		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	if (inet_pton(AF_INET6, buf, &a) != 1)
+	if (!ipv6_parse(s, n, &a))
 		return false;
 	if (IN6_IS_ADDR_LOOPBACK(&a))
 		return true;
