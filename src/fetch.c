@@ -242,6 +242,8 @@ static void blob_finish(struct sf_blob *b, sf_ret ret, const char *msg)
 }
 
 static void blob_message(const struct sf_blob *b, char *out, size_t len, const char *fmt,
+			 va_list ap) __attribute__((format(printf, 4, 0)));
+static void blob_message(const struct sf_blob *b, char *out, size_t len, const char *fmt,
 			 va_list ap)
 {
 	char detail[SF_ERROR_MSG_MAX / 2]; /* leaves room for digest and registry */
