@@ -8,7 +8,10 @@
 #                                chroot into it
 #   contrib/quickstart.sh test   `make check` in build/, then again with
 #                                --enable-sanitizers (ASan+UBSan) in
-#                                build-asan/; exits non-zero on any failure
+#                                build-asan/, then the libFuzzer targets
+#                                (fuzz/run.sh, FUZZ_SECONDS each, default
+#                                30) in build-fuzz/; exits non-zero on any
+#                                failure
 #
 # Both builds are VPATH builds (build/, build-asan/): configure refuses a
 # VPATH build once the source dir itself has been configured, so an
@@ -42,7 +45,7 @@ die() { echo "quickstart: ERROR: $*" >&2; exit 1; }
 # ------------------------------------------------------------ packages
 BUILD_DEPS=(build-essential autoconf automake libtool pkg-config libfuse3-dev fuse3
 	libcurl4-openssl-dev zlib1g-dev libzstd-dev libjansson-dev libssl-dev libisal-dev
-	libcmocka-dev)
+	libcmocka-dev clang)
 RUN_DEPS=(docker-registry skopeo umoci podman debootstrap busybox-static python3 attr
 	zstd libcap2-bin curl ca-certificates util-linux)
 
@@ -142,8 +145,21 @@ run_tests() {
 		TOTAL_F=$((TOTAL_F + 1))
 	fi
 
+	# libFuzzer targets (ASan+UBSan) in build-fuzz/: saved regressions, then
+	# FUZZ_SECONDS per target; its closing line 'fuzz: N passed, M failed'
+	say "fuzzing (fuzz/run.sh, ${FUZZ_SECONDS:-30}s per target)"
+	local fuzzlog=$SRC/build-fuzz/run.log fp=0 ff=0 frc=0
+	mkdir -p "$SRC/build-fuzz"
+	JOBS=$JOBS bash "$SRC/fuzz/run.sh" "${FUZZ_SECONDS:-30}" 2>&1 | tee "$fuzzlog" || frc=$?
+	read -r fp ff < <(sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$fuzzlog" |
+		tail -n 1) || true
+	fp=${fp:-0} ff=${ff:-0}
+	[ "$frc" != 0 ] && [ "$ff" = 0 ] && ff=1 # failed without a count (e.g. the build)
+	TOTAL_P=$((TOTAL_P + fp)) TOTAL_F=$((TOTAL_F + ff))
+	[ "$ff" = 0 ] || rc=1
+
 	if [ $rc = 0 ]; then
-		say "all tests passed (plain and ASan+UBSan)"
+		say "all tests passed (plain, ASan+UBSan and fuzzing)"
 	else
 		say "TESTS FAILED"
 	fi
