@@ -6,16 +6,23 @@
 #include <string.h>
 
 #include "mount.h"
+#include "rootfs.h"
 
 static const char usage_text[] =
 	"Usage: soci-fuse mount [OPTIONS] REF MOUNTPOINT\n"
-	"       soci-fuse umount MOUNTPOINT\n"
+	"       soci-fuse rootfs [OPTIONS] [--upper DIR --work DIR] REF DIR\n"
+	"       soci-fuse umount MOUNTPOINT|DIR\n"
 	"       soci-fuse --help | --version\n"
 	"\n"
 	"Mount a container image from an OCI registry: each layer appears at once as a\n"
 	"read-only tree under MOUNTPOINT/layers/<i> (0 = bottom) and is filled in as\n"
 	"it is downloaded; MOUNTPOINT/lowerdir holds the overlayfs lowerdir= value and\n"
 	"MOUNTPOINT/status the progress as JSON.\n"
+	"\n"
+	"rootfs mounts the layers the same way at a private mount point\n"
+	"(" SF_ROOTFS_RUNDIR "/<sha256 of DIR>/mnt) and stacks overlayfs at DIR:\n"
+	"read-only, or read-write with --upper and --work; DIR can then be the\n"
+	"root.path of an OCI bundle (runc, crun).  umount DIR undoes both mounts.\n"
 	"\n"
 	"Mount options:\n"
 	"  --cache DIR          layer cache (default /var/lib/soci-fuse as root,\n"
@@ -27,7 +34,11 @@ static const char usage_text[] =
 	"  --connections N      parallel HTTP connections (default 16)\n"
 	"  --overlay-xattr NS   serve opaque dirs as NS.overlay.opaque: trusted\n"
 	"                       (default) or user (for overlay's userxattr option)\n"
-	"  -d, --debug          FUSE debug output (implies --foreground)\n";
+	"  -d, --debug          FUSE debug output (implies --foreground)\n"
+	"\n"
+	"rootfs options (besides the mount options but -f and -d):\n"
+	"  --upper DIR          overlayfs upperdir: the rootfs is writable\n"
+	"  --work DIR           overlayfs workdir (same file system as --upper)\n";
 
 static int usage(FILE *f, int rc)
 {
@@ -75,7 +86,8 @@ static int bad_option(const char *opt, const char *val)
 	return 2;
 }
 
-static int cmd_mount(int argc, char **argv)
+/* mount and rootfs: rootfs != 0 for rootfs, which also takes --upper/--work. */
+static int cmd_mount(int argc, char **argv, int rootfs)
 {
 	static const struct option longopts[] = {
 		{ "cache", required_argument, NULL, 'c' },
@@ -86,9 +98,13 @@ static int cmd_mount(int argc, char **argv)
 		{ "overlay-xattr", required_argument, NULL, 'x' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "upper", required_argument, NULL, 'U' },
+		{ "work", required_argument, NULL, 'W' },
 		{ 0 },
 	};
 	struct sf_mount_opts o = { 0 };
+	const char *upper = NULL, *work = NULL;
+	const char *cmd = rootfs ? "rootfs" : "mount";
 	int c;
 
 	while ((c = getopt_long(argc, argv, "fdh", longopts, NULL)) != -1) {
@@ -110,15 +126,28 @@ static int cmd_mount(int argc, char **argv)
 				return bad_option("--overlay-xattr", optarg);
 			o.overlay_xattr = optarg;
 			break;
+		case 'U': upper = optarg; break;
+		case 'W': work = optarg; break;
 		case 'h': return usage(stdout, 0);
 		default: return usage(stderr, 2);
 		}
 	}
+	if (!rootfs && (upper || work)) {
+		fprintf(stderr, "soci-fuse: --upper and --work are rootfs options\n");
+		return 2;
+	}
+	if (rootfs && o.foreground) {
+		fprintf(stderr, "soci-fuse: rootfs does not take --foreground or --debug\n");
+		return 2;
+	}
 	if (argc - optind != 2) {
-		fprintf(stderr, "soci-fuse: mount needs REF and MOUNTPOINT\n");
+		fprintf(stderr, "soci-fuse: %s needs REF and %s\n", cmd,
+			rootfs ? "DIR" : "MOUNTPOINT");
 		return usage(stderr, 2);
 	}
 	o.ref = argv[optind];
+	if (rootfs)
+		return sf_rootfs_main(&o, upper, work, argv[optind + 1]);
 	o.mountpoint = argv[optind + 1];
 	return sf_mount_main(&o);
 }
@@ -129,6 +158,8 @@ static int cmd_umount(int argc, char **argv)
 		fprintf(stderr, "soci-fuse: umount needs MOUNTPOINT\n");
 		return usage(stderr, 2);
 	}
+	if (sf_rootfs_is_rootfs(argv[1]))
+		return sf_rootfs_umount_main(argv[1]);
 	return sf_umount_main(argv[1]);
 }
 
@@ -143,7 +174,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "mount"))
-		return cmd_mount(argc - 1, argv + 1);
+		return cmd_mount(argc - 1, argv + 1, 0);
+	if (!strcmp(argv[1], "rootfs"))
+		return cmd_mount(argc - 1, argv + 1, 1);
 	if (!strcmp(argv[1], "umount") || !strcmp(argv[1], "unmount"))
 		return cmd_umount(argc - 1, argv + 1);
 	fprintf(stderr, "soci-fuse: unknown command '%s'\n", argv[1]);

@@ -31,8 +31,7 @@
 
 #define MOUNT_OPTIONS "ro,default_permissions,allow_other,fsname=soci-fuse,subtype=soci-fuse"
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
+int sf_cmd_fail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -43,9 +42,9 @@ static int fail(const char *fmt, ...)
 	fputc('\n', stderr);
 	return 1;
 }
+#define fail sf_cmd_fail
 
-/* Unescape mountinfo's octal escapes (\040 for space) in place. */
-static void unescape_mountinfo(char *s)
+void sf_unescape_mountinfo(char *s)
 {
 	char *w = s;
 
@@ -60,7 +59,7 @@ static void unescape_mountinfo(char *s)
 	*w = '\0';
 }
 
-static bool is_mountpoint(const char *abs)
+bool sf_is_mountpoint(const char *abs)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "r");
 	char line[8192];
@@ -71,7 +70,7 @@ static bool is_mountpoint(const char *abs)
 	while (!found && fgets(line, sizeof(line), f)) {
 		char mnt[4096];
 		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1) {
-			unescape_mountinfo(mnt);
+			sf_unescape_mountinfo(mnt);
 			found = strcmp(mnt, abs) == 0;
 		}
 	}
@@ -106,13 +105,13 @@ static int check_mountpoint(const char *path, char abs[PATH_MAX])
 		return fail("mountpoint %s: %s", path, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return fail("mountpoint %s: not a directory", path);
-	if (is_mountpoint(abs) && is_dead_mount(abs)) {
+	if (sf_is_mountpoint(abs) && is_dead_mount(abs)) {
 		if (umount2(abs, MNT_DETACH) < 0)
 			return fail("mountpoint %s: dead mount left by a killed daemon, and it "
 				    "cannot be unmounted: %s", path, strerror(errno));
 		fprintf(stderr, "soci-fuse: cleaned up a dead mount left at %s\n", path);
 	}
-	if (is_mountpoint(abs))
+	if (sf_is_mountpoint(abs))
 		return fail("mountpoint %s is busy: something is already mounted there", path);
 	return 0;
 }

@@ -21,4 +21,11 @@ struct sf_mount_opts {
 int sf_mount_main(const struct sf_mount_opts *o);
 int sf_umount_main(const char *mountpoint);
 
+/* Prints "soci-fuse: <message>" on stderr; returns 1. */
+int sf_cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Undoes /proc/self/mountinfo's octal escapes (\040 for space) in place. */
+void sf_unescape_mountinfo(char *s);
+/* True when the absolute path abs is a mount point. */
+bool sf_is_mountpoint(const char *abs);
+
 #endif
