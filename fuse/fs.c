@@ -1,26 +1,14 @@
-/* fs.c - FUSE low-level operations.
+/* fs.c - the FUSE file system of a mounted image (`soci-fuse mount`).
  *
  * Inode numbers.  The mount's own entries have fixed numbers: 1 the root,
- * 2 "layers", 3 "lowerdir", 4 "status".  Entry `id` of layer i (index.h's
- * dense local id; 1 is the layer root, shown as layers/<i>) is
- * ((i + 1) << 32) | id.  Numbers are stable for the life of the mount and
- * across remounts, never reused, and need no table: FORGET is a no-op.
+ * 2 "layers", 3 "lowerdir", 4 "status".  Layer i is tree.c's layer number
+ * i, so entry `id` of layer i is ((i + 1) << 32) | id (tree.h).  Numbers
+ * are stable for the life of the mount and across remounts, never reused,
+ * and need no table: FORGET is a no-op.
  *
- * Waiting without blocking workers.  While a layer is being unpacked, a
- * LOOKUP for a name it does not have yet, or a READDIR of one of its
- * directories, is parked on fs->waiters and the worker returns at once.
- * The layer's pull thread calls sf_fs_layer_notify after every entry it
- * adds and when the layer's state changes; that answers each parked request
- * it can (libfuse allows replies from any thread).  A lookup is checked and
- * parked under wait_lock, and notify takes wait_lock after the entry is
- * visible, so no wake-up is lost.  A parked request whose process gets a
- * signal is answered EINTR (FUSE_INTERRUPT), so waiting never makes a
- * process unkillable.
- *
- * Caching.  A complete layer never changes: entries, attributes and
- * negative lookups are cached by the kernel for a day and file pages are
- * kept (keep_cache).  While a layer streams in, entries and attributes are
- * cached for a second only, because a later tar entry may replace them.
+ * Everything inside layers/<i> is served by tree.c (waiting for entries that
+ * have not arrived, overlay whiteouts and opaque xattrs, caching); this file
+ * has the mount's own entries and dispatches the rest.
  */
 #include "fs.h"
 
@@ -30,7 +18,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
-#include <syslog.h>
 
 #include "digest.h"
 
@@ -38,42 +25,23 @@
 #define INO_LAYERS 2
 #define INO_LOWERDIR 3
 #define INO_STATUS 4
-#define FINAL_TIMEOUT 86400.0
-#define STREAMING_TIMEOUT 1.0
-
-enum waiter_kind { WAIT_LOOKUP, WAIT_READDIR };
-
-struct sf_waiter {
-	struct sf_waiter *next;
-	enum waiter_kind kind;
-	fuse_req_t req;
-	unsigned layer;
-	uint32_t dir;
-	char *name; /* lookup */
-	size_t size; /* readdir */
-	off_t off;
-	bool plus;
-};
+#define FINAL_TIMEOUT SF_TREE_FINAL_TIMEOUT
 
 static struct sf_fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
-static fuse_ino_t layer_ino(unsigned layer, uint32_t id)
+static struct sf_layer *layer_by_number(void *arg, unsigned n)
 {
-	return ((fuse_ino_t)(layer + 1) << 32) | id;
+	struct sf_fs *fs = arg;
+
+	return n < fs->n_layers ? &fs->layers[n] : NULL;
 }
 
-/* Decode a layer entry's inode number; NULL when ino is not one. */
 static struct sf_layer *decode_ino(struct sf_fs *fs, fuse_ino_t ino, uint32_t *id)
 {
-	uint64_t hi = ino >> 32;
-
-	if (hi == 0 || hi > fs->n_layers)
-		return NULL;
-	*id = (uint32_t)ino;
-	return &fs->layers[hi - 1];
+	return sf_tree_decode(&fs->tree, ino, id);
 }
 
 /* ---- attributes ---- */
@@ -104,21 +72,6 @@ static void static_stat(struct sf_fs *fs, fuse_ino_t ino, struct stat *st)
 	}
 }
 
-static double layer_timeout(struct sf_layer *l)
-{
-	return sf_layer_state(l) == SF_LAYER_COMPLETE ? FINAL_TIMEOUT : STREAMING_TIMEOUT;
-}
-
-/* Fill e for layer entry `id`; caller holds l->lock shared. */
-static void layer_entry(struct sf_layer *l, uint32_t id, struct fuse_entry_param *e)
-{
-	memset(e, 0, sizeof(*e));
-	sf_index_stat(l->idx, id, &e->attr);
-	e->ino = layer_ino(l->number, id);
-	e->attr.st_ino = e->ino;
-	e->attr_timeout = e->entry_timeout = layer_timeout(l);
-}
-
 static void reply_static_entry(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fuse_entry_param e = { .ino = ino };
@@ -127,133 +80,6 @@ static void reply_static_entry(fuse_req_t req, fuse_ino_t ino)
 	e.attr_timeout = ino == INO_STATUS ? 0 : FINAL_TIMEOUT;
 	e.entry_timeout = FINAL_TIMEOUT;
 	fuse_reply_entry(req, &e);
-}
-
-/* ---- waiting ---- */
-
-static void park(struct sf_fs *fs, struct sf_waiter *w)
-{
-	w->next = fs->waiters;
-	fs->waiters = w;
-}
-
-static void free_waiter(struct sf_waiter *w)
-{
-	free(w->name);
-	free(w);
-}
-
-static bool try_answer(struct sf_fs *fs, struct sf_waiter *w);
-
-/* The process behind a parked request got a signal (Ctrl-C, timeout,
- * kill -9): answer EINTR now, or the kernel keeps it waiting for the layer.
- * Called by libfuse, possibly before the request was parked. */
-static void on_interrupt(fuse_req_t req, void *arg)
-{
-	struct sf_fs *fs = arg;
-
-	pthread_mutex_lock(&fs->wait_lock);
-	for (struct sf_waiter **pp = &fs->waiters; *pp; pp = &(*pp)->next) {
-		struct sf_waiter *w = *pp;
-		if (w->req == req) {
-			*pp = w->next;
-			fuse_reply_err(req, EINTR);
-			free_waiter(w);
-			break;
-		}
-	}
-	pthread_mutex_unlock(&fs->wait_lock);
-}
-
-/* Answer w now if possible, else park it until its layer has more.  Takes
- * ownership of w. */
-static void answer_or_park(struct sf_fs *fs, struct sf_waiter *w)
-{
-	/* registered before wait_lock is taken: libfuse may call on_interrupt
-	 * at once, and on_interrupt takes wait_lock */
-	fuse_req_interrupt_func(w->req, on_interrupt, fs);
-	pthread_mutex_lock(&fs->wait_lock);
-	if (fuse_req_interrupted(w->req)) {
-		fuse_reply_err(w->req, EINTR);
-		free_waiter(w);
-	} else if (try_answer(fs, w)) {
-		free_waiter(w);
-	} else {
-		park(fs, w);
-	}
-	pthread_mutex_unlock(&fs->wait_lock);
-}
-
-static void do_layer_readdir(fuse_req_t req, struct sf_layer *l, uint32_t dir, size_t size,
-			     off_t off, bool plus);
-
-/* Try to answer w now.  Returns true when it was answered. */
-static bool try_answer(struct sf_fs *fs, struct sf_waiter *w)
-{
-	struct sf_layer *l = &fs->layers[w->layer];
-	enum sf_layer_state st = sf_layer_state(l);
-	struct fuse_entry_param e;
-	uint32_t id = 0;
-
-	if (st == SF_LAYER_FAILED) {
-		fuse_reply_err(w->req, EIO);
-		return true;
-	}
-	if (w->kind == WAIT_READDIR) {
-		if (st != SF_LAYER_COMPLETE)
-			return false;
-		do_layer_readdir(w->req, l, w->dir, w->size, w->off, w->plus);
-		return true;
-	}
-	pthread_rwlock_rdlock(&l->lock);
-	id = sf_index_lookup(l->idx, w->dir, w->name);
-	if (id)
-		layer_entry(l, id, &e);
-	pthread_rwlock_unlock(&l->lock);
-	if (id) {
-		fuse_reply_entry(w->req, &e);
-		return true;
-	}
-	if (st != SF_LAYER_COMPLETE)
-		return false;
-	e = (struct fuse_entry_param){ .entry_timeout = FINAL_TIMEOUT }; /* negative entry */
-	fuse_reply_entry(w->req, &e);
-	return true;
-}
-
-void sf_fs_layer_notify(struct sf_layer *l, void *arg)
-{
-	struct sf_fs *fs = arg;
-	struct sf_waiter **pp;
-
-	pthread_mutex_lock(&fs->wait_lock);
-	if (sf_layer_state(l) == SF_LAYER_FAILED && !l->failure_reported) {
-		l->failure_reported = true;
-		syslog(LOG_ERR, "%s", l->err.msg);
-		fprintf(stderr, "soci-fuse: %s\n", l->err.msg);
-	}
-	for (pp = &fs->waiters; *pp;) {
-		struct sf_waiter *w = *pp;
-		if (w->layer == l->number && try_answer(fs, w)) {
-			*pp = w->next;
-			free_waiter(w);
-		} else {
-			pp = &w->next;
-		}
-	}
-	pthread_mutex_unlock(&fs->wait_lock);
-}
-
-void sf_fs_fail_waiters(struct sf_fs *fs, int error)
-{
-	pthread_mutex_lock(&fs->wait_lock);
-	while (fs->waiters) {
-		struct sf_waiter *w = fs->waiters;
-		fs->waiters = w->next;
-		fuse_reply_err(w->req, error);
-		free_waiter(w);
-	}
-	pthread_mutex_unlock(&fs->wait_lock);
 }
 
 /* ---- operations ---- */
@@ -272,37 +98,14 @@ static void lookup_layers_dir(fuse_req_t req, const char *name)
 	struct fuse_entry_param e;
 	char *end;
 	unsigned long i = strtoul(name, &end, 10);
-	struct sf_layer *l;
 
 	if (!*name || *end || (name[0] == '0' && name[1]) || i >= fs->n_layers) {
 		e = (struct fuse_entry_param){ .entry_timeout = FINAL_TIMEOUT };
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	l = &fs->layers[i];
-	pthread_rwlock_rdlock(&l->lock);
-	layer_entry(l, SF_INDEX_ROOT, &e);
-	pthread_rwlock_unlock(&l->lock);
+	sf_tree_entry(&fs->layers[i], SF_INDEX_ROOT, &e);
 	fuse_reply_entry(req, &e);
-}
-
-static void lookup_in_layer(fuse_req_t req, struct sf_layer *l, uint32_t dir, const char *name)
-{
-	struct sf_fs *fs = fs_of(req);
-	struct sf_waiter *w;
-
-	w = calloc(1, sizeof(*w));
-	if (w) {
-		*w = (struct sf_waiter){ .kind = WAIT_LOOKUP, .req = req, .layer = l->number,
-					 .dir = dir, .name = strdup(name) };
-	}
-	if (!w || !w->name) {
-		if (w)
-			free_waiter(w);
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	answer_or_park(fs, w);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -331,25 +134,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	lookup_in_layer(req, l, dir, name);
-}
-
-/* Look at a layer entry under the layer's read lock.  Returns 0 and fills
- * st/ino_out, or an errno. */
-static int layer_getattr(struct sf_layer *l, uint32_t id, struct stat *st)
-{
-	int rc = 0;
-
-	if (sf_layer_state(l) == SF_LAYER_FAILED)
-		return EIO;
-	pthread_rwlock_rdlock(&l->lock);
-	if (sf_index_inode(l->idx, id))
-		sf_index_stat(l->idx, id, st);
-	else
-		rc = ENOENT;
-	pthread_rwlock_unlock(&l->lock);
-	st->st_ino = layer_ino(l->number, id);
-	return rc;
+	sf_tree_lookup(&fs->tree, req, l, dir, name);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -358,7 +143,6 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct sf_layer *l;
 	struct stat st;
 	uint32_t id;
-	int rc;
 
 	(void)fi;
 	if (ino <= INO_STATUS) {
@@ -367,103 +151,24 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	l = decode_ino(fs, ino, &id);
-	if (!l) {
+	if (!l)
 		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	rc = layer_getattr(l, id, &st);
-	if (rc)
-		fuse_reply_err(req, rc);
 	else
-		fuse_reply_attr(req, &st, layer_timeout(l));
+		sf_tree_getattr(req, l, id);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct sf_layer *l = decode_ino(fs_of(req), ino, &(uint32_t){ 0 });
-	uint32_t id = (uint32_t)ino;
-	const struct sf_inode *node;
-	char *target = NULL;
+	uint32_t id;
+	struct sf_layer *l = decode_ino(fs_of(req), ino, &id);
 
-	if (!l) {
+	if (!l)
 		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	pthread_rwlock_rdlock(&l->lock);
-	node = sf_index_inode(l->idx, id);
-	if (node && S_ISLNK(node->mode) && node->target)
-		target = strdup(node->target);
-	pthread_rwlock_unlock(&l->lock);
-	if (target)
-		fuse_reply_readlink(req, target);
 	else
-		fuse_reply_err(req, node ? EINVAL : ENOENT);
-	free(target);
+		sf_tree_readlink(req, l, id);
 }
 
 /* ---- directories ---- */
-
-static size_t add_dirent(fuse_req_t req, char *buf, size_t rem, const char *name,
-			 const struct stat *st, off_t next, bool plus, double timeout)
-{
-	if (!plus)
-		return fuse_add_direntry(req, buf, rem, name, st, next);
-	struct fuse_entry_param e = { .attr = *st, .attr_timeout = timeout,
-				      .entry_timeout = timeout };
-	if (strcmp(name, ".") && strcmp(name, ".."))
-		e.ino = st->st_ino;
-	return fuse_add_direntry_plus(req, buf, rem, name, &e, next);
-}
-
-/* Directory offsets: 1 after ".", 2 after "..", d + 2 after dentry d
- * (resume at its next sibling).  Only used once the layer is complete. */
-static void do_layer_readdir(fuse_req_t req, struct sf_layer *l, uint32_t dir, size_t size,
-			     off_t off, bool plus)
-{
-	char *buf = malloc(size);
-	size_t used = 0, n;
-	const struct sf_inode *node;
-	uint32_t d;
-	struct stat st;
-
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	pthread_rwlock_rdlock(&l->lock);
-	node = sf_index_inode(l->idx, dir);
-	if (!node || !S_ISDIR(node->mode)) {
-		pthread_rwlock_unlock(&l->lock);
-		free(buf);
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	for (int dot = (int)off; dot < 2; dot++) {
-		uint32_t target = dot == 0 ? dir : node->parent;
-		sf_index_stat(l->idx, target, &st);
-		st.st_ino = layer_ino(l->number, target);
-		n = add_dirent(req, buf + used, size - used, dot ? ".." : ".", &st, dot + 1, plus,
-			       FINAL_TIMEOUT);
-		if (n > size - used)
-			goto done;
-		used += n;
-	}
-	d = off < 2 ? node->first_child : l->idx->dentries[off - 2].next_sibling;
-	for (; d; d = l->idx->dentries[d].next_sibling) {
-		const struct sf_dentry *de = &l->idx->dentries[d];
-		sf_index_stat(l->idx, de->ino, &st);
-		st.st_ino = layer_ino(l->number, de->ino);
-		n = add_dirent(req, buf + used, size - used, de->name, &st, (off_t)d + 2, plus,
-			       FINAL_TIMEOUT);
-		if (n > size - used)
-			break;
-		used += n;
-	}
-done:
-	pthread_rwlock_unlock(&l->lock);
-	fuse_reply_buf(req, buf, used);
-	free(buf);
-}
 
 static void static_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
@@ -491,15 +196,11 @@ static void static_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			static_stat(fs, i ? INO_ROOT : INO_LAYERS, &st);
 			snprintf(name, sizeof(name), "%s", i ? ".." : ".");
 		} else {
-			struct sf_layer *l = &fs->layers[i - 2];
-			pthread_rwlock_rdlock(&l->lock);
-			sf_index_stat(l->idx, SF_INDEX_ROOT, &st);
-			pthread_rwlock_unlock(&l->lock);
-			st.st_ino = layer_ino(i - 2, SF_INDEX_ROOT);
+			sf_tree_stat(&fs->layers[i - 2], SF_INDEX_ROOT, &st);
 			snprintf(name, sizeof(name), "%u", i - 2);
 		}
-		n = add_dirent(req, buf + used, size - used, name, &st, (off_t)i + 1, plus,
-			       STREAMING_TIMEOUT);
+		n = sf_tree_add_dirent(req, buf + used, size - used, name, &st, (off_t)i + 1, plus,
+				       SF_TREE_STREAMING_TIMEOUT);
 		if (n > size - used)
 			break;
 		used += n;
@@ -511,7 +212,6 @@ static void static_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct sf_fs *fs = fs_of(req);
-	struct sf_waiter *w;
 	struct sf_layer *l;
 	uint32_t dir;
 
@@ -520,18 +220,10 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		return;
 	}
 	l = decode_ino(fs, ino, &dir);
-	if (!l) {
+	if (!l)
 		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	w = calloc(1, sizeof(*w));
-	if (!w) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	*w = (struct sf_waiter){ .kind = WAIT_READDIR, .req = req, .layer = l->number, .dir = dir,
-				 .size = size, .off = off, .plus = plus };
-	answer_or_park(fs, w);
+	else
+		sf_tree_readdir(&fs->tree, req, l, dir, size, off, plus);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -553,11 +245,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	uint32_t id;
 	struct sf_layer *l = decode_ino(fs_of(req), ino, &id);
 
-	if (l && sf_layer_state(l) == SF_LAYER_COMPLETE)
-		fi->cache_readdir = 1;
 	if (l)
-		fi->keep_cache = fi->cache_readdir;
-	fuse_reply_open(req, fi);
+		sf_tree_opendir(req, l, fi);
+	else
+		fuse_reply_open(req, fi);
 }
 
 /* ---- files ---- */
@@ -584,81 +275,38 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	l = decode_ino(fs, ino, &id);
-	if (!l) {
+	if (!l)
 		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	if (sf_layer_state(l) == SF_LAYER_FAILED) {
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	fi->keep_cache = sf_layer_state(l) == SF_LAYER_COMPLETE;
-	fuse_reply_open(req, fi);
-}
-
-static void reply_text(fuse_req_t req, const char *text, size_t size, off_t off)
-{
-	size_t len = strlen(text);
-
-	if ((size_t)off >= len)
-		fuse_reply_buf(req, NULL, 0);
 	else
-		fuse_reply_buf(req, text + off, len - (size_t)off < size ? len - (size_t)off : size);
+		sf_tree_open(req, l, fi);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct sf_fs *fs = fs_of(req);
-	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(0);
-	const struct sf_inode *node;
 	struct sf_layer *l;
-	uint64_t data_off = 0, fsize = 0;
-	int fd = -1;
 	uint32_t id;
 
 	(void)fi;
 	if (ino == INO_LOWERDIR) {
-		reply_text(req, fs->lowerdir, size, off);
+		sf_tree_reply_text(req, fs->lowerdir, size, off);
 		return;
 	}
 	if (ino == INO_STATUS) {
 		char *text = sf_fs_status_json(fs);
 		if (text)
-			reply_text(req, text, size, off);
+			sf_tree_reply_text(req, text, size, off);
 		else
 			fuse_reply_err(req, ENOMEM);
 		free(text);
 		return;
 	}
 	l = decode_ino(fs, ino, &id);
-	if (!l || sf_layer_state(l) == SF_LAYER_FAILED) {
+	if (!l)
 		fuse_reply_err(req, EIO);
-		return;
-	}
-	pthread_rwlock_rdlock(&l->lock);
-	node = sf_index_inode(l->idx, id);
-	if (node && S_ISREG(node->mode)) {
-		data_off = node->data_off;
-		fsize = node->size;
-		fd = l->data_fd;
-	}
-	pthread_rwlock_unlock(&l->lock);
-	if (fd < 0 || off < 0) {
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	if ((uint64_t)off >= fsize) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	if (fsize - (uint64_t)off < size)
-		size = (size_t)(fsize - (uint64_t)off);
-	buf.buf[0].size = size;
-	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = fd;
-	buf.buf[0].pos = (off_t)(data_off + (uint64_t)off);
-	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	else
+		sf_tree_read(req, l, id, size, off);
 }
 
 /* ---- xattrs ---- */
@@ -666,75 +314,28 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct sf_fs *fs = fs_of(req);
-	struct sf_layer *l;
-	const void *value = NULL;
-	void *copy = NULL;
 	uint32_t id;
-	int len;
+	struct sf_layer *l = decode_ino(fs, ino, &id);
 
-	l = decode_ino(fs, ino, &id);
-	if (!l) {
+	if (!l)
 		fuse_reply_err(req, ENODATA);
-		return;
-	}
-	pthread_rwlock_rdlock(&l->lock);
-	len = sf_index_inode(l->idx, id)
-		      ? sf_index_getxattr(l->idx, id, name, fs->opaque_xattr, &value)
-		      : -ENOENT;
-	if (len > 0 && size >= (size_t)len) {
-		copy = malloc((size_t)len);
-		if (copy)
-			memcpy(copy, value, (size_t)len);
-	}
-	pthread_rwlock_unlock(&l->lock);
-	if (len < 0)
-		fuse_reply_err(req, -len);
-	else if (size == 0)
-		fuse_reply_xattr(req, (size_t)len);
-	else if (size < (size_t)len)
-		fuse_reply_err(req, ERANGE);
-	else if (len > 0 && !copy)
-		fuse_reply_err(req, ENOMEM);
 	else
-		fuse_reply_buf(req, copy, (size_t)len);
-	free(copy);
+		sf_tree_getxattr(&fs->tree, req, l, id, name, size);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct sf_fs *fs = fs_of(req);
-	struct sf_layer *l;
-	char *buf = size ? malloc(size) : NULL;
 	uint32_t id;
-	int len;
+	struct sf_layer *l = decode_ino(fs, ino, &id);
 
-	l = decode_ino(fs, ino, &id);
-	if (!l) {
-		free(buf);
-		if (size)
-			fuse_reply_buf(req, NULL, 0);
-		else
-			fuse_reply_xattr(req, 0);
-		return;
-	}
-	if (size && !buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	pthread_rwlock_rdlock(&l->lock);
-	len = sf_index_inode(l->idx, id)
-		      ? sf_index_listxattr(l->idx, id, fs->opaque_xattr, buf, size)
-		      : -ENOENT;
-	pthread_rwlock_unlock(&l->lock);
-	if (len < 0)
-		fuse_reply_err(req, -len);
-	else if (size == 0)
-		fuse_reply_xattr(req, (size_t)len);
+	if (l)
+		sf_tree_listxattr(&fs->tree, req, l, id, size);
+	else if (size)
+		fuse_reply_buf(req, NULL, 0);
 	else
-		fuse_reply_buf(req, buf, (size_t)len);
-	free(buf);
+		fuse_reply_xattr(req, 0);
 }
-
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct sf_fs *fs = fs_of(req);
@@ -779,8 +380,7 @@ int sf_fs_init(struct sf_fs *fs, struct sf_layer *layers, unsigned n_layers,
 	fs->layers = layers;
 	fs->n_layers = n_layers;
 	fs->img = img;
-	fs->opaque_xattr = opaque_xattr;
-	pthread_mutex_init(&fs->wait_lock, NULL);
+	sf_tree_init(&fs->tree, opaque_xattr, layer_by_number, fs);
 	fs->lowerdir = malloc(cap);
 	if (!fs->lowerdir)
 		return -ENOMEM;
@@ -790,17 +390,21 @@ int sf_fs_init(struct sf_fs *fs, struct sf_layer *layers, unsigned n_layers,
 					 used ? ":" : "", mountpoint, i);
 	snprintf(fs->lowerdir + used, cap - used, "\n");
 	for (unsigned i = 0; i < n_layers; i++) {
-		layers[i].notify = sf_fs_layer_notify;
-		layers[i].notify_arg = fs;
+		layers[i].notify = sf_tree_notify;
+		layers[i].notify_arg = &fs->tree;
 	}
 	return 0;
 }
 
+void sf_fs_fail_waiters(struct sf_fs *fs, int error)
+{
+	sf_tree_fail_waiters(&fs->tree, error);
+}
+
 void sf_fs_destroy(struct sf_fs *fs)
 {
-	sf_fs_fail_waiters(fs, EIO);
+	sf_tree_destroy(&fs->tree);
 	free(fs->lowerdir);
-	pthread_mutex_destroy(&fs->wait_lock);
 }
 
 char *sf_fs_status_json(struct sf_fs *fs)

@@ -8,18 +8,14 @@
 
 #include "layer.h"
 #include "registry.h"
-
-struct sf_waiter;
+#include "tree.h"
 
 struct sf_fs {
 	struct sf_layer *layers; /* borrowed; n_layers of them, 0 = bottom */
 	unsigned n_layers;
 	const struct sf_image *img; /* borrowed */
 	char *lowerdir;		    /* "<mnt>/layers/N:...:<mnt>/layers/0\n" */
-	const char *opaque_xattr;   /* "trusted.overlay.opaque" or "user.overlay.opaque" */
-
-	pthread_mutex_t wait_lock; /* guards waiters */
-	struct sf_waiter *waiters; /* requests parked until a layer has more */
+	struct sf_tree tree;	    /* serves layers/<i>; layer number = i */
 };
 
 extern const struct fuse_lowlevel_ops sf_fs_ops;
@@ -27,8 +23,6 @@ extern const struct fuse_lowlevel_ops sf_fs_ops;
 /* mountpoint must be absolute. */
 int sf_fs_init(struct sf_fs *fs, struct sf_layer *layers, unsigned n_layers,
 	       const struct sf_image *img, const char *mountpoint, const char *opaque_xattr);
-/* Layer callback (layer.h): answer the parked requests it can now answer. */
-void sf_fs_layer_notify(struct sf_layer *l, void *fs);
 /* Answer every parked request with errno `error` (at shutdown). */
 void sf_fs_fail_waiters(struct sf_fs *fs, int error);
 void sf_fs_destroy(struct sf_fs *fs);
