@@ -7,10 +7,12 @@
 
 #include "mount.h"
 #include "rootfs.h"
+#include "store.h"
 
 static const char usage_text[] =
 	"Usage: soci-fuse mount [OPTIONS] REF MOUNTPOINT\n"
 	"       soci-fuse rootfs [OPTIONS] [--upper DIR --work DIR] REF DIR\n"
+	"       soci-fuse store [OPTIONS] MOUNTPOINT\n"
 	"       soci-fuse umount MOUNTPOINT|DIR\n"
 	"       soci-fuse --help | --version\n"
 	"\n"
@@ -23,6 +25,10 @@ static const char usage_text[] =
 	"(" SF_ROOTFS_RUNDIR "/<sha256 of DIR>/mnt) and stacks overlayfs at DIR:\n"
 	"read-only, or read-write with --upper and --work; DIR can then be the\n"
 	"root.path of an OCI bundle (runc, crun).  umount DIR undoes both mounts.\n"
+	"\n"
+	"store serves any image's layers as a podman/CRI-O Additional Layer Store:\n"
+	"storage.conf [storage.options] additionallayerstores=[\"MOUNTPOINT:ref\"].\n"
+	"It takes the mount options.\n"
 	"\n"
 	"Mount options:\n"
 	"  --cache DIR          layer cache (default /var/lib/soci-fuse as root,\n"
@@ -86,8 +92,10 @@ static int bad_option(const char *opt, const char *val)
 	return 2;
 }
 
-/* mount and rootfs: rootfs != 0 for rootfs, which also takes --upper/--work. */
-static int cmd_mount(int argc, char **argv, int rootfs)
+enum cmd { CMD_MOUNT, CMD_ROOTFS, CMD_STORE };
+
+/* mount, rootfs (which also takes --upper/--work) and store (no REF). */
+static int cmd_mount(int argc, char **argv, enum cmd which)
 {
 	static const struct option longopts[] = {
 		{ "cache", required_argument, NULL, 'c' },
@@ -104,7 +112,8 @@ static int cmd_mount(int argc, char **argv, int rootfs)
 	};
 	struct sf_mount_opts o = { 0 };
 	const char *upper = NULL, *work = NULL;
-	const char *cmd = rootfs ? "rootfs" : "mount";
+	const char *cmd = which == CMD_ROOTFS ? "rootfs" : which == CMD_STORE ? "store" : "mount";
+	bool rootfs = which == CMD_ROOTFS;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "fdh", longopts, NULL)) != -1) {
@@ -140,6 +149,14 @@ static int cmd_mount(int argc, char **argv, int rootfs)
 		fprintf(stderr, "soci-fuse: rootfs does not take --foreground or --debug\n");
 		return 2;
 	}
+	if (which == CMD_STORE) {
+		if (argc - optind != 1) {
+			fprintf(stderr, "soci-fuse: store needs MOUNTPOINT\n");
+			return usage(stderr, 2);
+		}
+		o.mountpoint = argv[optind];
+		return sf_store_main(&o);
+	}
 	if (argc - optind != 2) {
 		fprintf(stderr, "soci-fuse: %s needs REF and %s\n", cmd,
 			rootfs ? "DIR" : "MOUNTPOINT");
@@ -174,9 +191,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "mount"))
-		return cmd_mount(argc - 1, argv + 1, 0);
+		return cmd_mount(argc - 1, argv + 1, CMD_MOUNT);
 	if (!strcmp(argv[1], "rootfs"))
-		return cmd_mount(argc - 1, argv + 1, 1);
+		return cmd_mount(argc - 1, argv + 1, CMD_ROOTFS);
+	if (!strcmp(argv[1], "store"))
+		return cmd_mount(argc - 1, argv + 1, CMD_STORE);
 	if (!strcmp(argv[1], "umount") || !strcmp(argv[1], "unmount"))
 		return cmd_umount(argc - 1, argv + 1);
 	fprintf(stderr, "soci-fuse: unknown command '%s'\n", argv[1]);

@@ -89,7 +89,7 @@ static bool is_dead_mount(const char *path)
 
 /* Resolve and check the mountpoint; clean a dead FUSE mount left by a
  * killed daemon ("Transport endpoint is not connected"). */
-static int check_mountpoint(const char *path, char abs[PATH_MAX])
+int sf_check_mountpoint(const char *path, char *abs)
 {
 	struct stat st;
 
@@ -116,7 +116,7 @@ static int check_mountpoint(const char *path, char abs[PATH_MAX])
 	return 0;
 }
 
-static char *default_cache_dir(void)
+char *sf_default_cache_dir(void)
 {
 	const char *xdg = getenv("XDG_CACHE_HOME");
 	const char *home = getenv("HOME");
@@ -217,7 +217,7 @@ static int resolve_image(struct mount_state *m, const struct sf_mount_opts *o)
 
 static int open_cache(struct mount_state *m, const struct sf_mount_opts *o)
 {
-	_cleanup_free_ char *dir = o->cache_dir ? strdup(o->cache_dir) : default_cache_dir();
+	_cleanup_free_ char *dir = o->cache_dir ? strdup(o->cache_dir) : sf_default_cache_dir();
 	struct sf_error err = { 0 };
 	sf_ret r;
 
@@ -302,7 +302,7 @@ int sf_mount_main(const struct sf_mount_opts *o)
 	int rc;
 
 	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
-	rc = check_mountpoint(o->mountpoint, abs);
+	rc = sf_check_mountpoint(o->mountpoint, abs);
 	if (rc == 0)
 		rc = open_cache(&m, o);
 	if (rc == 0)

@@ -25,6 +25,12 @@ int sf_umount_main(const char *mountpoint);
 int sf_cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Undoes /proc/self/mountinfo's octal escapes (\040 for space) in place. */
 void sf_unescape_mountinfo(char *s);
+/* Resolve the mountpoint into abs (PATH_MAX bytes), check it is a directory
+ * with nothing mounted on it, and detach a dead FUSE mount left there by a
+ * killed daemon.  Returns 0, or 1 after printing one line. */
+int sf_check_mountpoint(const char *path, char *abs);
+/* The default cache dir for this user.  New string; NULL on ENOMEM. */
+char *sf_default_cache_dir(void);
 /* True when the absolute path abs is a mount point. */
 bool sf_is_mountpoint(const char *abs);
 

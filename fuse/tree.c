@@ -23,7 +23,7 @@
 #include <string.h>
 #include <syslog.h>
 
-enum waiter_kind { WAIT_LOOKUP, WAIT_READDIR };
+enum waiter_kind { WAIT_LOOKUP, WAIT_READDIR, WAIT_DONE };
 
 struct sf_waiter {
 	struct sf_waiter *next;
@@ -32,9 +32,11 @@ struct sf_waiter {
 	struct sf_layer *l; /* borrowed: layers outlive the tree's requests */
 	uint32_t dir;
 	char *name; /* lookup */
-	size_t size; /* readdir */
+	size_t size; /* readdir, done */
 	off_t off;
 	bool plus;
+	sf_tree_done_fn done; /* done */
+	void *arg;
 };
 
 void sf_tree_init(struct sf_tree *t, const char *opaque_xattr, sf_tree_layer_fn layer,
@@ -166,10 +168,13 @@ static bool try_answer(struct sf_waiter *w)
 		fuse_reply_err(w->req, EIO);
 		return true;
 	}
-	if (w->kind == WAIT_READDIR) {
+	if (w->kind == WAIT_READDIR || w->kind == WAIT_DONE) {
 		if (st != SF_LAYER_COMPLETE)
 			return false;
-		do_readdir(w->req, l, w->dir, w->size, w->off, w->plus);
+		if (w->kind == WAIT_DONE)
+			w->done(w->req, l, w->arg, w->size, w->off);
+		else
+			do_readdir(w->req, l, w->dir, w->size, w->off, w->plus);
 		return true;
 	}
 	pthread_rwlock_rdlock(&l->lock);
@@ -357,6 +362,20 @@ void sf_tree_readdir(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uint
 	}
 	*w = (struct sf_waiter){ .kind = WAIT_READDIR, .req = req, .l = l, .dir = dir,
 				 .size = size, .off = off, .plus = plus };
+	answer_or_park(t, w);
+}
+
+void sf_tree_when_complete(struct sf_tree *t, fuse_req_t req, struct sf_layer *l,
+			   sf_tree_done_fn done, void *arg, size_t size, off_t off)
+{
+	struct sf_waiter *w = calloc(1, sizeof(*w));
+
+	if (!w) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	*w = (struct sf_waiter){ .kind = WAIT_DONE, .req = req, .l = l, .done = done, .arg = arg,
+				 .size = size, .off = off };
 	answer_or_park(t, w);
 }
 

@@ -69,6 +69,13 @@ void sf_tree_lookup(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uint3
 		    const char *name);
 void sf_tree_getattr(fuse_req_t req, struct sf_layer *l, uint32_t id);
 void sf_tree_readlink(fuse_req_t req, struct sf_layer *l, uint32_t id);
+/* Call done(req, l, arg, size, off) to reply once l is complete (at once if
+ * it is); a failed layer gets EIO and a signalled process EINTR instead.
+ * arg is borrowed and must outlive the tree. */
+typedef void (*sf_tree_done_fn)(fuse_req_t req, struct sf_layer *l, void *arg, size_t size,
+				off_t off);
+void sf_tree_when_complete(struct sf_tree *t, fuse_req_t req, struct sf_layer *l,
+			   sf_tree_done_fn done, void *arg, size_t size, off_t off);
 void sf_tree_opendir(fuse_req_t req, struct sf_layer *l, struct fuse_file_info *fi);
 void sf_tree_readdir(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uint32_t dir,
 		     size_t size, off_t off, bool plus);
