@@ -1,0 +1,211 @@
+#!/bin/bash
+# als.sh - `soci-fuse store` as podman's Additional Layer Store, proved with
+# podman itself (4.3.1 on Debian 12: containers/storage 1.43).
+#
+#   1. The store is mounted; a podman whose storage.conf has
+#      additionallayerstores = ["<store>:ref"] pulls the two-layer test
+#      image and `podman run`s busybox from it.  Evidence that the layers
+#      came through the store: podman's layer diffs are symlinks into the
+#      store, and the store's .status counts the lookups and users.
+#   2. `podman image mount` of it equals a normal pull of the same image in
+#      separate storage (treediff: every attribute, xattrs, whiteouts).
+#   3. The store's files: info matches the manifest and config, blob is the
+#      registry's exact bytes, garbage and unknown refs answer ENOENT.
+#   4. rmi releases: every layer's user count returns to 0.
+#   5. Fallback: a reference the store cannot resolve (registry port closed;
+#      podman reaches it through a registries.conf mirror) and a digest that
+#      is not a layer of what the store resolves for the name (a second
+#      registry with another image under that name): podman pulls normally
+#      and runs the image.
+# automake runs this as $(SHELL) script; make sure that is bash.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -euo pipefail
+# shellcheck source=lib.sh
+. "${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
+
+[ -x "$SOCI_FUSE" ] || die "$SOCI_FUSE: no such executable (set SOCI_FUSE)"
+# crun refuses this host's hybrid cgroups (see rootfs.sh); podman's default
+# rlimits (nofile, nproc) are above what a container here may set.
+RUN_OPTS=(--rm --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+command -v runc >/dev/null || die "runc is not installed (contrib/quickstart.sh installs it)"
+
+start_registry
+build_test_image
+REF=$REGISTRY/test/img:gzip
+STORE=$T/store
+mkdir -p "$STORE"
+
+# A second registry with another image under test/img:gzip (for 5.).
+R1=$REGISTRY R1_PID=$REGISTRY_PID
+start_registry "$T/registry2/storage"
+R2=$REGISTRY
+BG_PIDS+=("$REGISTRY_PID")
+REGISTRY=$R1 REGISTRY_PID=$R1_PID
+bash "$INTEG_DIR/mkimage.sh" --minimal --repo test/img --push "$R2" "$T/other" >/dev/null
+CLOSED=127.0.0.1:$(free_port)
+
+# Both fake names are mirrored to the real registry for podman; the store
+# only ever sees the names.
+export CONTAINERS_REGISTRIES_CONF=$T/registries.conf
+cat >"$CONTAINERS_REGISTRIES_CONF" <<EOF
+[[registry]]
+location = "$CLOSED"
+insecure = true
+[[registry.mirror]]
+location = "$R1"
+insecure = true
+
+[[registry]]
+location = "$R2"
+insecure = true
+[[registry.mirror]]
+location = "$R1"
+insecure = true
+EOF
+
+# podman_als NAME ARGS...: podman (bounded by a timeout) with its own storage
+# $T/NAME whose storage.conf has the store.  Not podman_cmd: podman drops storage.conf's
+# driver options when --storage-driver is given.
+podman_als() {
+	local p=$T/$1 rr
+	shift
+	if [ ! -f "$p/storage.conf" ]; then
+		mkdir -p "$p/root" "$p/tmp"
+		rr=$(mktemp -d "$PODMAN_RR/XXXXXX")
+		ln -s "$rr" "$p/runroot"
+		cat >"$p/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$p/root"
+runroot = "$rr"
+
+[storage.options]
+additionallayerstores = ["$STORE:ref"]
+EOF
+	fi
+	CONTAINERS_STORAGE_CONF=$p/storage.conf timeout 300 podman --tmpdir "$p/tmp" \
+		--events-backend file --cgroup-manager cgroupfs "$@"
+}
+
+status_field() { # status_field PYTHON-EXPR (doc = the store's .status)
+	python3 -c 'import json, sys; doc = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' \
+		"$STORE/.status" "$1"
+}
+
+# diffs_into_store NAME N: podman storage NAME has N layers whose diff is a
+# symlink into the store (how containers/storage takes an ALS layer).
+diffs_into_store() {
+	local n=0 target
+	for d in "$T/$1"/root/overlay/*/diff; do
+		[ -L "$d" ] || continue
+		target=$(readlink "$d")
+		case $target in "$STORE"/*) n=$((n + 1)) ;; *) echo "$d -> $target" >&2 ;; esac
+	done
+	[ "$n" = "$2" ] || { echo "$n layer diffs link into the store, want $2" >&2; return 1; }
+}
+
+no_diffs_into_store() {
+	! find "$T/$1/root/overlay" -maxdepth 2 -name diff -type l | grep -q .
+}
+
+output_is() {
+	local want=$1 got
+	shift
+	got=$("$@" 2>&1) || { echo "exit $?: $got" >&2; return 1; }
+	[ "$got" = "$want" ] || { printf 'got:  %q\nwant: %q\n' "$got" "$want" >&2; return 1; }
+}
+
+enoent() { # enoent PATH: stat fails with ENOENT
+	local err
+	if err=$(stat "$1" 2>&1); then
+		echo "$1 exists" >&2
+		return 1
+	fi
+	grep -q 'No such file' <<<"$err" || { echo "$err" >&2; return 1; }
+}
+
+b64() { printf '%s' "$1" | base64 -w0; }
+
+# ---------------------------------------------------------------- 1. run
+timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE" ||
+	die "soci-fuse store did not start"
+check "store is mounted" is_mounted "$STORE"
+mapfile -t LAYERS < <(manifest_layers "$REF")
+check "the test image has two layers" test "${#LAYERS[@]}" = 2
+
+check "podman pull through the store" \
+	podman_als podman-als pull -q --tls-verify=false "$REF"
+check "podman run prints from the image" output_is "hello from the store" \
+	podman_als podman-als run "${RUN_OPTS[@]}" "$REF" \
+	/bin/busybox echo "hello from the store"
+check "both layer diffs are symlinks into the store" diffs_into_store podman-als 2
+check "the store served both layers" test "$(status_field 'doc["lookups"] >= 2')" = True
+check "the store counts users of both layers" \
+	test "$(status_field 'len(doc["layers"]) == 2 and all(l["users"] >= 1 for l in doc["layers"])')" = True
+check "podman images knows the size" test -n "$(podman_als podman-als images --format '{{.Size}}' "$REF")"
+
+# ---------------------------------------------------------------- 2. compare
+if merged=$(podman_als podman-als image mount "$REF") && [ -d "$merged" ]; then
+	reference=$(podman_reference "$REF")
+	# podman's own unpack clamps pre-1970 mtimes to 0 (mount-compare.sh)
+	check "podman image mount via the store equals a normal pull" \
+		tree_compare --dir-mtime --negative-mtime-as-epoch "$reference" "$merged"
+	podman_als podman-als image unmount "$REF" >/dev/null || true
+else
+	fail "podman image mount: $merged"
+fi
+
+# ---------------------------------------------------------------- 3. files
+LDIR=$STORE/$(b64 "$REF")/${LAYERS[1]}
+info_ok() {
+	python3 - "$LDIR/info" "${LAYERS[1]}" "$(skopeo inspect --tls-verify=false --raw "docker://$REF")" \
+		"$(skopeo inspect --tls-verify=false --config --raw "docker://$REF")" <<'EOF'
+import json, sys
+info = json.load(open(sys.argv[1]))
+manifest, config = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+i = [l["digest"] for l in manifest["layers"]].index(sys.argv[2])
+want = {"compressed-diff-digest": sys.argv[2], "compressed-size": manifest["layers"][i]["size"],
+        "diff-digest": config["rootfs"]["diff_ids"][i], "compression": 2}
+bad = {k: (info.get(k), v) for k, v in want.items() if info.get(k) != v}
+if bad or not info.get("diff-size", 0) > 0:
+    sys.exit("info %s: %s" % (info, bad))
+EOF
+}
+check "info matches manifest and config" info_ok
+curl -fsS -o "$T/blob.ref" "http://$REGISTRY/v2/test/img/blobs/${LAYERS[1]}"
+check "blob is the registry's exact bytes" cmp "$T/blob.ref" "$LDIR/blob"
+check "blob reads were counted" test "$(status_field 'doc["blob_bytes"] > 0')" = True
+check "a name that is not base64: ENOENT" enoent "$STORE/not-base64!"
+check "an unknown digest of a known ref: ENOENT" \
+	enoent "$STORE/$(b64 "$REF")/sha256:$(printf '0%.0s' {1..64})/diff"
+check "a ref at a closed port: ENOENT" \
+	enoent "$STORE/$(b64 "$CLOSED/test/img:gzip")/${LAYERS[0]}/diff"
+check "layer 0's diff has busybox" test -x "$STORE/$(b64 "$REF")/${LAYERS[0]}/diff/bin/busybox"
+
+# ---------------------------------------------------------------- 4. release
+check "podman rmi" podman_als podman-als rmi -f "$REF"
+check "rmi released every layer" \
+	test "$(status_field 'len(doc["layers"]) >= 2 and all(l["users"] == 0 for l in doc["layers"])')" = True
+
+# ---------------------------------------------------------------- 5. fallback
+misses=$(status_field 'doc["misses"]')
+check "unknown ref: podman falls back and pulls" \
+	podman_als podman-fb1 pull -q --tls-verify=false "$CLOSED/test/img:gzip"
+check "unknown ref: the store said no" test "$(status_field "doc['misses'] > $misses")" = True
+check "unknown ref: podman unpacked the layers itself" no_diffs_into_store podman-fb1
+check "unknown ref: the image runs" output_is "fallback 1" \
+	podman_als podman-fb1 run "${RUN_OPTS[@]}" "$CLOSED/test/img:gzip" \
+	/bin/busybox echo "fallback 1"
+
+misses=$(status_field 'doc["misses"]')
+check "unknown digest: podman falls back and pulls" \
+	podman_als podman-fb2 pull -q --tls-verify=false "$R2/test/img:gzip"
+check "unknown digest: the store resolved the name but had no such layer" \
+	test "$(status_field "doc['misses'] >= $misses + 2 and any(r['ref'] == '$R2/test/img:gzip' and r['manifest'] and 'error' not in r for r in doc['refs'])")" = True
+check "unknown digest: podman unpacked the layers itself" no_diffs_into_store podman-fb2
+check "unknown digest: the image runs" output_is "fallback 2" \
+	podman_als podman-fb2 run "${RUN_OPTS[@]}" "$R2/test/img:gzip" \
+	/bin/busybox echo "fallback 2"
+
+check "soci-fuse umount of the store" sf_umount "$STORE"
+summary
