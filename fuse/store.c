@@ -32,7 +32,10 @@
  * serves the tree as it streams in, exactly like <mnt>/layers/N of a mount
  * (tree.c: waits, whiteouts as 0/0 char devices, opaque xattr).  A layer
  * that failed is answered ENOENT once (podman falls back) and pulled afresh
- * at its next lookup.
+ * at its next lookup.  A digest that is not a layer of what the reference
+ * resolves to now is still served when the store has served it before or
+ * the cache has it complete (known_layer): podman's layer symlinks the path
+ * it was first served under, which must outlive a moved tag or a restart.
  *
  * `blob` must be the registry's exact bytes.  The cache drops the
  * compressed blob once a layer is unpacked and verified, and the store keeps
@@ -52,6 +55,9 @@
  *                              is a piece of base64 text.  Standard base64
  *                              has '/', so <base64(ref)> may span several
  *                              directories: node "abc" has child "abc/def".
+ *                              (For ASCII text only a '?' or DEL byte encodes
+ *                              to '/', and references have neither; the
+ *                              nodes handle it anyway.)
  *                              A node's text is interned (one node per text)
  *                              and never freed; at most SF_STORE_MAX_NODES.
  *   K_LDIR << 60 | n << 28 | s the layer dir of layer slot s under node n
@@ -285,6 +291,10 @@ static struct ref_rec *node_ref(struct store *s, unsigned n)
 	_cleanup_free_ char *text = NULL, *decoded = NULL, *key = NULL;
 
 	pthread_mutex_lock(&s->lock);
+	if (n == 0 || n >= s->n_nodes) {
+		pthread_mutex_unlock(&s->lock);
+		return NULL;
+	}
 	nd = s->nodes[n];
 	rec = nd->rec;
 	if (!rec && !nd->bad)
@@ -422,7 +432,9 @@ static int find_slot(struct store *s, const char *digest)
 }
 
 /* The slot serving desc, created (and its pull started) when there is none
- * or the last one failed.  Returns the slot number, or -1 (logged). */
+ * or the last one failed.  reg NULL: only a layer complete in the cache
+ * will do (there is no registry to pull from).  Returns the slot number,
+ * or -1. */
 static int get_slot(struct store *s, const struct sf_layer_desc *desc, struct sf_registry *reg)
 {
 	struct sf_error err = { 0 };
@@ -455,13 +467,16 @@ static int get_slot(struct store *s, const struct sf_layer_desc *desc, struct sf
 	}
 	sl->reg = reg;
 	r = sf_layer_init(&sl->layer, s->n_slots, &sl->desc, s->cache, &err);
+	if (r == 0 && !reg && sf_layer_state(&sl->layer) != SF_LAYER_COMPLETE)
+		r = -ENOENT;
 	if (r == 0) {
 		sl->layer.notify = sf_tree_notify;
 		sl->layer.notify_arg = &s->tree;
 		r = sf_layer_start(&sl->layer, reg, s->fetcher, &err);
 	}
 	if (r < 0) {
-		syslog(LOG_ERR, "store: layer %s: %s", desc->digest, sf_error_text(&err, r));
+		if (r != -ENOENT)
+			syslog(LOG_ERR, "store: layer %s: %s", desc->digest, sf_error_text(&err, r));
 		sf_layer_destroy(&sl->layer);
 		free_desc(&sl->desc);
 		free(sl);
@@ -473,6 +488,41 @@ static int get_slot(struct store *s, const struct sf_layer_desc *desc, struct sf
 	pthread_mutex_unlock(&s->lock);
 out:
 	pthread_mutex_unlock(&s->create_lock);
+	return i;
+}
+
+/* A layer this store has served, or that is complete in the cache, is
+ * served under any reference: the digest names its content, which was
+ * verified.  podman's layer keeps a symlink to the path it was first served
+ * under, and that path must keep working when the tag has moved on since,
+ * or after a restart without the registry.  Returns a slot, or -1. */
+static int known_layer(struct store *s, const char *digest, struct sf_registry *reg)
+{
+	_cleanup_free_ char *dir = sf_cache_layer_dir(s->cache, digest), *path = NULL;
+	struct sf_layer_desc desc = { 0 };
+	const char *comp;
+	json_t *meta;
+	int i;
+
+	pthread_mutex_lock(&s->lock);
+	i = find_slot(s, digest);
+	if (i >= 0 && (s->slots[i]->retired || sf_layer_state(&s->slots[i]->layer) == SF_LAYER_FAILED))
+		i = -1;
+	pthread_mutex_unlock(&s->lock);
+	if (i >= 0 || !dir || asprintf(&path, "%s/meta.json", dir) < 0)
+		return i;
+	meta = json_load_file(path, 0, NULL);
+	desc.digest = (char *)json_string_value(json_object_get(meta, "digest"));
+	desc.diff_id = (char *)json_string_value(json_object_get(meta, "diff_id"));
+	desc.size = (uint64_t)json_integer_value(json_object_get(meta, "compressed_size"));
+	comp = json_string_value(json_object_get(meta, "compression"));
+	desc.compression = comp && !strcmp(comp, "gzip")   ? SF_COMP_GZIP
+			   : comp && !strcmp(comp, "zstd") ? SF_COMP_ZSTD
+							   : SF_COMP_NONE;
+	if (desc.digest && desc.diff_id && strcmp(desc.digest, digest) == 0 &&
+	    (!comp || !strcmp(comp, sf_compression_name(desc.compression))))
+		i = get_slot(s, &desc, reg); /* copies desc */
+	json_decref(meta);
 	return i;
 }
 
@@ -517,16 +567,15 @@ static void lookup_layer_dir(fuse_req_t req, unsigned n, const char *digest)
 	struct store *s = st_of(req);
 	struct ref_rec *rec = node_ref(s, n);
 	const struct sf_layer_desc *desc;
-	struct sf_registry *reg;
 	struct stat st;
 	int slot = -1;
 
 	if (rec) {
 		pthread_mutex_lock(&rec->lock);
-		if (find_layer(s, rec, digest, &desc)) {
-			reg = rec->reg;
-			slot = get_slot(s, desc, reg);
-		}
+		if (find_layer(s, rec, digest, &desc))
+			slot = get_slot(s, desc, rec->reg);
+		else
+			slot = known_layer(s, digest, rec->reg);
 		pthread_mutex_unlock(&rec->lock);
 	}
 	pthread_mutex_lock(&s->lock);
@@ -1016,6 +1065,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct blob_fh *fh = (struct blob_fh *)(uintptr_t)fi->fh;
 
 	if (kind_of(ino) == K_BLOB && fh) {
+		/* the reply to the last read can reach the kernel, and this
+		 * RELEASE us, before read_blob has left fuse_reply_buf */
+		pthread_mutex_lock(&fh->lock);
+		pthread_mutex_unlock(&fh->lock);
 		pthread_mutex_destroy(&fh->lock);
 		free(fh->buf);
 		free(fh);
@@ -1043,8 +1096,13 @@ static void read_blob(fuse_req_t req, struct slot *sl, struct blob_fh *fh, size_
 		unsigned char *buf = fh->buf ? fh->buf : malloc(SF_STORE_READAHEAD);
 		fh->buf = buf;
 		fh->len = 0;
-		r = buf ? sf_store_blob_get(sl->reg, sl->desc.digest, uoff, want, buf, &err)
-			: sf_fail(&err, ENOMEM, "out of memory");
+		if (!buf)
+			r = sf_fail(&err, ENOMEM, "out of memory");
+		else if (!sl->reg)
+			r = sf_fail(&err, EIO, "blob %s: no registry to read it from",
+				    sl->desc.digest);
+		else
+			r = sf_store_blob_get(sl->reg, sl->desc.digest, uoff, want, buf, &err);
 		if (r == 0) {
 			fh->off = uoff;
 			fh->len = want;

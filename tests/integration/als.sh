@@ -2,21 +2,24 @@
 # als.sh - `soci-fuse store` as podman's Additional Layer Store, proved with
 # podman itself (4.3.1 on Debian 12: containers/storage 1.43).
 #
-#   1. The store is mounted; a podman whose storage.conf has
+#   1. Fallback, while the store's cache is empty: a reference the store
+#      cannot resolve (registry port closed; podman reaches it through a
+#      registries.conf mirror) and a digest that is not a layer of what the
+#      store resolves for the name (a second registry with another image
+#      under that name): podman pulls normally and runs the image.
+#   2. The store is mounted; a podman whose storage.conf has
 #      additionallayerstores = ["<store>:ref"] pulls the two-layer test
 #      image and `podman run`s busybox from it.  Evidence that the layers
 #      came through the store: podman's layer diffs are symlinks into the
 #      store, and the store's .status counts the lookups and users.
-#   2. `podman image mount` of it equals a normal pull of the same image in
+#   3. `podman image mount` of it equals a normal pull of the same image in
 #      separate storage (treediff: every attribute, xattrs, whiteouts).
-#   3. The store's files: info matches the manifest and config, blob is the
-#      registry's exact bytes, garbage and unknown refs answer ENOENT.
-#   4. rmi releases: every layer's user count returns to 0.
-#   5. Fallback: a reference the store cannot resolve (registry port closed;
-#      podman reaches it through a registries.conf mirror) and a digest that
-#      is not a layer of what the store resolves for the name (a second
-#      registry with another image under that name): podman pulls normally
-#      and runs the image.
+#   4. The store's files: info matches the manifest and config, blob is the
+#      registry's exact bytes, garbage and unknown refs answer ENOENT, a
+#      reference by digest is served, so is a cached layer by its digest.
+#   5. rmi releases: every layer's user count returns to 0.
+#   6. A served layer's path keeps working after its tag moved on, and
+#      after a restart of the store with the registry down.
 # automake runs this as $(SHELL) script; make sure that is bash.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
@@ -125,70 +128,20 @@ enoent() { # enoent PATH: stat fails with ENOENT
 }
 
 b64() { printf '%s' "$1" | base64 -w0; }
+manifest_digest() {
+	echo "sha256:$(skopeo inspect --tls-verify=false --raw "docker://$1" | sha256sum | cut -d' ' -f1)"
+}
 
-# ---------------------------------------------------------------- 1. run
+# ---------------------------------------------------------------- store
 timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE" ||
 	die "soci-fuse store did not start"
 check "store is mounted" is_mounted "$STORE"
 mapfile -t LAYERS < <(manifest_layers "$REF")
 check "the test image has two layers" test "${#LAYERS[@]}" = 2
 
-check "podman pull through the store" \
-	podman_als podman-als pull -q --tls-verify=false "$REF"
-check "podman run prints from the image" output_is "hello from the store" \
-	podman_als podman-als run "${RUN_OPTS[@]}" "$REF" \
-	/bin/busybox echo "hello from the store"
-check "both layer diffs are symlinks into the store" diffs_into_store podman-als 2
-check "the store served both layers" test "$(status_field 'doc["lookups"] >= 2')" = True
-check "the store counts users of both layers" \
-	test "$(status_field 'len(doc["layers"]) == 2 and all(l["users"] >= 1 for l in doc["layers"])')" = True
-check "podman images knows the size" test -n "$(podman_als podman-als images --format '{{.Size}}' "$REF")"
-
-# ---------------------------------------------------------------- 2. compare
-if merged=$(podman_als podman-als image mount "$REF") && [ -d "$merged" ]; then
-	reference=$(podman_reference "$REF")
-	# podman's own unpack clamps pre-1970 mtimes to 0 (mount-compare.sh)
-	check "podman image mount via the store equals a normal pull" \
-		tree_compare --dir-mtime --negative-mtime-as-epoch "$reference" "$merged"
-	podman_als podman-als image unmount "$REF" >/dev/null || true
-else
-	fail "podman image mount: $merged"
-fi
-
-# ---------------------------------------------------------------- 3. files
-LDIR=$STORE/$(b64 "$REF")/${LAYERS[1]}
-info_ok() {
-	python3 - "$LDIR/info" "${LAYERS[1]}" "$(skopeo inspect --tls-verify=false --raw "docker://$REF")" \
-		"$(skopeo inspect --tls-verify=false --config --raw "docker://$REF")" <<'EOF'
-import json, sys
-info = json.load(open(sys.argv[1]))
-manifest, config = json.loads(sys.argv[3]), json.loads(sys.argv[4])
-i = [l["digest"] for l in manifest["layers"]].index(sys.argv[2])
-want = {"compressed-diff-digest": sys.argv[2], "compressed-size": manifest["layers"][i]["size"],
-        "diff-digest": config["rootfs"]["diff_ids"][i], "compression": 2}
-bad = {k: (info.get(k), v) for k, v in want.items() if info.get(k) != v}
-if bad or not info.get("diff-size", 0) > 0:
-    sys.exit("info %s: %s" % (info, bad))
-EOF
-}
-check "info matches manifest and config" info_ok
-curl -fsS -o "$T/blob.ref" "http://$REGISTRY/v2/test/img/blobs/${LAYERS[1]}"
-check "blob is the registry's exact bytes" cmp "$T/blob.ref" "$LDIR/blob"
-check "blob reads were counted" test "$(status_field 'doc["blob_bytes"] > 0')" = True
-check "a name that is not base64: ENOENT" enoent "$STORE/not-base64!"
-check "an unknown digest of a known ref: ENOENT" \
-	enoent "$STORE/$(b64 "$REF")/sha256:$(printf '0%.0s' {1..64})/diff"
-check "a ref at a closed port: ENOENT" \
-	enoent "$STORE/$(b64 "$CLOSED/test/img:gzip")/${LAYERS[0]}/diff"
-check "layer 0's diff has busybox" test -x "$STORE/$(b64 "$REF")/${LAYERS[0]}/diff/bin/busybox"
-
-# ---------------------------------------------------------------- 4. release
-check "podman rmi" podman_als podman-als rmi -f "$REF"
-check "rmi released every layer" \
-	test "$(status_field 'len(doc["layers"]) >= 2 and all(l["users"] == 0 for l in doc["layers"])')" = True
-
-# ---------------------------------------------------------------- 5. fallback
-misses=$(status_field 'doc["misses"]')
+# ---------------------------------------------------------------- 1. fallback
+# (first: the store's cache is empty; a layer it has is served by digest)
+misses=0
 check "unknown ref: podman falls back and pulls" \
 	podman_als podman-fb1 pull -q --tls-verify=false "$CLOSED/test/img:gzip"
 check "unknown ref: the store said no" test "$(status_field "doc['misses'] > $misses")" = True
@@ -207,5 +160,87 @@ check "unknown digest: the image runs" output_is "fallback 2" \
 	podman_als podman-fb2 run "${RUN_OPTS[@]}" "$R2/test/img:gzip" \
 	/bin/busybox echo "fallback 2"
 
+# ---------------------------------------------------------------- 2. run
+
+check "podman pull through the store" \
+	podman_als podman-als pull -q --tls-verify=false "$REF"
+check "podman run prints from the image" output_is "hello from the store" \
+	podman_als podman-als run "${RUN_OPTS[@]}" "$REF" \
+	/bin/busybox echo "hello from the store"
+check "both layer diffs are symlinks into the store" diffs_into_store podman-als 2
+check "the store served both layers" test "$(status_field 'doc["lookups"] >= 2')" = True
+check "the store counts users of both layers" \
+	test "$(status_field 'len(doc["layers"]) == 2 and all(l["users"] >= 1 for l in doc["layers"])')" = True
+check "podman images knows the size" test -n "$(podman_als podman-als images --format '{{.Size}}' "$REF")"
+
+# ---------------------------------------------------------------- 3. compare
+if merged=$(podman_als podman-als image mount "$REF") && [ -d "$merged" ]; then
+	reference=$(podman_reference "$REF")
+	# podman's own unpack clamps pre-1970 mtimes to 0 (mount-compare.sh)
+	check "podman image mount via the store equals a normal pull" \
+		tree_compare --dir-mtime --negative-mtime-as-epoch "$reference" "$merged"
+	podman_als podman-als image unmount "$REF" >/dev/null || true
+else
+	fail "podman image mount: $merged"
+fi
+
+# ---------------------------------------------------------------- 4. files
+LDIR=$STORE/$(b64 "$REF")/${LAYERS[1]}
+LDIR0=$STORE/$(b64 "$REF")/${LAYERS[0]}
+info_ok() {
+	python3 - "$LDIR/info" "${LAYERS[1]}" "$(skopeo inspect --tls-verify=false --raw "docker://$REF")" \
+		"$(skopeo inspect --tls-verify=false --config --raw "docker://$REF")" <<'EOF'
+import json, sys
+info = json.load(open(sys.argv[1]))
+manifest, config = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+i = [l["digest"] for l in manifest["layers"]].index(sys.argv[2])
+want = {"compressed-diff-digest": sys.argv[2], "compressed-size": manifest["layers"][i]["size"],
+        "diff-digest": config["rootfs"]["diff_ids"][i], "compression": 2}
+bad = {k: (info.get(k), v) for k, v in want.items() if info.get(k) != v}
+if bad or not info.get("diff-size", 0) > 0:
+    sys.exit("info %s: %s" % (info, bad))
+EOF
+}
+check "info matches manifest and config" info_ok
+INFO0=$(cat "$LDIR0/info")
+info_unchanged() { [ "$(cat "$LDIR0/info")" = "$INFO0" ]; }
+curl -fsS -o "$T/blob.ref" "http://$REGISTRY/v2/test/img/blobs/${LAYERS[1]}"
+check "blob is the registry's exact bytes" cmp "$T/blob.ref" "$LDIR/blob"
+check "blob reads were counted" test "$(status_field 'doc["blob_bytes"] > 0')" = True
+check "a name that is not base64: ENOENT" enoent "$STORE/not-base64!"
+check "an unknown digest of a known ref: ENOENT" \
+	enoent "$STORE/$(b64 "$REF")/sha256:$(printf '0%.0s' {1..64})/diff"
+check "a ref at a closed port, a layer not in the cache: ENOENT" \
+	enoent "$STORE/$(b64 "$CLOSED/test/img:gzip")/sha256:$(printf '1%.0s' {1..64})/diff"
+check "a ref at a closed port, a layer in the cache: served by digest" \
+	test -x "$STORE/$(b64 "$CLOSED/test/img:gzip")/${LAYERS[0]}/diff/bin/busybox"
+MDIGEST=$(manifest_digest "$REF")
+check "a reference by digest" \
+	test -x "$STORE/$(b64 "$REGISTRY/test/img@$MDIGEST")/${LAYERS[0]}/diff/bin/busybox"
+check "layer 0's diff has busybox" test -x "$STORE/$(b64 "$REF")/${LAYERS[0]}/diff/bin/busybox"
+
+# ---------------------------------------------------------------- 5. release
+check "podman rmi" podman_als podman-als rmi -f "$REF"
+check "rmi released every layer" \
+	test "$(status_field 'len(doc["layers"]) >= 2 and all(l["users"] == 0 for l in doc["layers"])')" = True
+
+# ---------------------------------------------------------------- 6. later
+# podman's layers symlink the path they were served under: it must keep
+# working when the tag has moved on (the store now resolves REF to another
+# image) and after a restart with the registry down.
+skopeo copy -q --src-tls-verify=false --dest-tls-verify=false --preserve-digests \
+	"docker://$R2/test/img:gzip" "docker://$REF"
 check "soci-fuse umount of the store" sf_umount "$STORE"
+check "the store restarts" timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
+check "the tag moved: a layer served before is still served" test -x "$LDIR0/diff/bin/busybox"
+check "the tag moved: its info is unchanged" info_unchanged
+check "the tag moved: REF now resolves to the other image" \
+	test "$(status_field "[r['manifest'] for r in doc['refs'] if r['ref'] == '$REF'] == ['$(manifest_digest "$R2/test/img:gzip")']")" = True
+check "soci-fuse umount of the store again" sf_umount "$STORE"
+stop_registry
+check "the store restarts without the registry" \
+	timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
+check "offline: the cached layer is served" test -x "$LDIR0/diff/bin/busybox"
+check "offline: its info is unchanged" info_unchanged
+check "soci-fuse umount of the store at last" sf_umount "$STORE"
 summary
