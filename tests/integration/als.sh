@@ -243,4 +243,46 @@ check "the store restarts without the registry" \
 check "offline: the cached layer is served" test -x "$LDIR0/diff/bin/busybox"
 check "offline: its info is unchanged" info_unchanged
 check "soci-fuse umount of the store at last" sf_umount "$STORE"
+# ---------------------------------------------------------------- 7. daemon
+# SIGTERM unmounts; SIGKILL leaves a dead mount the next store cleans up;
+# errors are one line, non-zero, nothing mounted.
+timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
+pid=$(soci_fuse_pids "$STORE")
+check "term: a daemon serves the store" test -n "$pid"
+kill -TERM "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+check "term: the daemon exited" bash -c "! kill -0 $pid 2>/dev/null"
+check "term: nothing mounted any more" bash -c "! mountpoint -q '$STORE'"
+
+timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
+pid=$(soci_fuse_pids "$STORE")
+stat "$STORE/.status" >/dev/null
+kill -KILL "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE" 2>"$T/err"; then
+	check "kill: the next store cleaned the dead mount" grep -q "cleaned up a dead mount" "$T/err"
+	check "kill: the store serves again" test -f "$STORE/.status"
+	check "kill: a second store on the same mountpoint is refused" \
+		bash -c "! timeout 60 '$SOCI_FUSE' store --cache '$T/cache' '$STORE' 2>'$T/err2' && grep -q busy '$T/err2'"
+	check "kill: umount" sf_umount "$STORE"
+else
+	fail "kill: the next store: $(cat "$T/err")"
+fi
+
+one_line_error() { # one_line_error WANT-RC MENTION CMD...
+	local want=$1 mention=$2 rc=0 n
+	shift 2
+	"$@" 2>"$T/err" >/dev/null || rc=$?
+	n=$(grep -c . "$T/err" || true)
+	[ "$rc" = "$want" ] && grep -qF -- "$mention" "$T/err" && { [ "$n" = 1 ] || [ "$want" = 2 ]; } ||
+		{ echo "rc $rc, stderr: $(cat "$T/err")" >&2; return 1; }
+}
+check "error: store without a mountpoint (usage, 2)" \
+	one_line_error 2 "store needs MOUNTPOINT" "$SOCI_FUSE" store
+check "error: a mountpoint that does not exist" \
+	one_line_error 1 "$T/nope" "$SOCI_FUSE" store --cache "$T/cache" "$T/nope"
+touch "$T/file"
+check "error: a cache dir that is a file" \
+	one_line_error 1 "$T/file" "$SOCI_FUSE" store --cache "$T/file" "$STORE"
+check "errors leave nothing mounted" bash -c "! mountpoint -q '$STORE'"
 summary
