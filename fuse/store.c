@@ -17,12 +17,12 @@
  * storage 1.43 stores diff-size in its layer record at once and then fails
  * every use of an image with an unknown (-1) size, so a read of `info`
  * waits until the layer is complete (parked like a lookup, interruptible):
- * podman 4.3's pull returns once the layers are unpacked in our cache, with
- * no copy into its own storage, rather than before.  It announces a
- * user by creating `use` in the layer dir and a release by rmdir of the
- * layer dir; a notification-aware store answers both with ENOENT, which
- * here counts users per layer.  There is no garbage collection of the cache
- * yet; the counts are in MNT/.status for one.
+ * podman 4.3's pull returns once the layers are unpacked in our cache (with
+ * no copy into its own storage), not before.  podman announces a user by
+ * creating `use` in the layer dir and a release by rmdir of the layer dir;
+ * a notification-aware store answers both with ENOENT, and this one counts
+ * users per layer.  There is no garbage collection of the cache yet; the
+ * counts are in MNT/.status for one.
  *
  * Serving.  The store resolves a reference itself (src/registry.c, with the
  * mount's registry options), with the same cache as `mount`: a resolved
@@ -34,8 +34,9 @@
  * that failed is answered ENOENT once (podman falls back) and pulled afresh
  * at its next lookup.  A digest that is not a layer of what the reference
  * resolves to now is still served when the store has served it before or
- * the cache has it complete (store_known_layer): podman's layer symlinks the path
- * it was first served under, which must outlive a moved tag or a restart.
+ * the cache has it complete (store_known_layer): podman's layer symlinks
+ * the path it was first served under, which must outlive a moved tag or a
+ * restart.
  *
  * `blob` must be the registry's exact bytes.  The cache drops the
  * compressed blob once a layer is unpacked and verified, and the store keeps
