@@ -6,7 +6,7 @@
 #      cannot resolve (registry port closed; podman reaches it through a
 #      registries.conf mirror) and a digest that is not a layer of what the
 #      store resolves for the name (a second registry with another image
-#      under that name): podman pulls normally and runs the image.
+#      under that name): podman pulls normally.
 #   2. The store is mounted; a podman whose storage.conf has
 #      additionallayerstores = ["<store>:ref"] pulls the two-layer test
 #      image and `podman run`s busybox from it.  Evidence that the layers
@@ -146,9 +146,6 @@ check "unknown ref: podman falls back and pulls" \
 	podman_als podman-fb1 pull -q --tls-verify=false "$CLOSED/test/img:gzip"
 check "unknown ref: the store said no" test "$(status_field "doc['misses'] > $misses")" = True
 check "unknown ref: podman unpacked the layers itself" no_diffs_into_store podman-fb1
-check "unknown ref: the image runs" output_is "fallback 1" \
-	podman_als podman-fb1 run "${RUN_OPTS[@]}" "$CLOSED/test/img:gzip" \
-	/bin/busybox echo "fallback 1"
 
 misses=$(status_field 'doc["misses"]')
 check "unknown digest: podman falls back and pulls" \
@@ -156,9 +153,6 @@ check "unknown digest: podman falls back and pulls" \
 check "unknown digest: the store resolved the name but had no such layer" \
 	test "$(status_field "doc['misses'] >= $misses + 2 and any(r['ref'] == '$R2/test/img:gzip' and r['manifest'] and 'error' not in r for r in doc['refs'])")" = True
 check "unknown digest: podman unpacked the layers itself" no_diffs_into_store podman-fb2
-check "unknown digest: the image runs" output_is "fallback 2" \
-	podman_als podman-fb2 run "${RUN_OPTS[@]}" "$R2/test/img:gzip" \
-	/bin/busybox echo "fallback 2"
 
 # ---------------------------------------------------------------- 2. run
 
