@@ -20,7 +20,7 @@
 #include "tree.h"
 
 #define SF_STORE_MAX_NODES 65536   /* base64 path directories ever looked up */
-#define SF_STORE_MAX_TEXT 4096	   /* base64 text of one reference */
+#define SF_STORE_MAX_TEXT 1024	   /* base64 text of one reference (~760 bytes) */
 #define SF_STORE_MAX_REFS 4096	   /* distinct references */
 #define SF_STORE_RETRY_S 10	   /* a failed resolve is retried after this */
 #define SF_STORE_REFRESH_S 10	   /* a digest missing from an older resolve re-resolves */

@@ -95,11 +95,15 @@
 
 /* ---- attributes ---- */
 
+/* The root is root's only (0700): every name looked up in it can make the
+ * daemon resolve a reference over the network and keep a node, which other
+ * users must not be able to cause.  The runtimes run as root, and overlayfs
+ * reaches its lower layers with the mounter's credentials. */
 static void dir_stat(fuse_ino_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_mode = S_IFDIR | 0755;
+	st->st_mode = S_IFDIR | (ino == FUSE_ROOT_ID ? 0700 : 0755);
 	st->st_nlink = 2;
 	st->st_blksize = 4096;
 }

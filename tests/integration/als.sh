@@ -201,6 +201,8 @@ info_unchanged() { [ "$(cat "$LDIR0/info")" = "$INFO0" ]; }
 curl -fsS -o "$T/blob.ref" "http://$REGISTRY/v2/test/img/blobs/${LAYERS[1]}"
 check "blob is the registry's exact bytes" cmp "$T/blob.ref" "$LDIR/blob"
 check "blob reads were counted" test "$(status_field 'doc["blob_bytes"] > 0')" = True
+check "other users cannot look into the store" \
+	bash -c "! runuser -u nobody -- stat '$LDIR0/info' >/dev/null 2>&1"
 check "a name that is not base64: ENOENT" enoent "$STORE/not-base64!"
 check "an unknown digest of a known ref: ENOENT" \
 	enoent "$STORE/$(b64 "$REF")/sha256:$(printf '0%.0s' {1..64})/diff"
