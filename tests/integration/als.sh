@@ -20,6 +20,9 @@
 #   5. rmi releases: every layer's user count returns to 0.
 #   6. A served layer's path keeps working after its tag moved on, and
 #      after a restart of the store with the registry down.
+#   7. The daemon: SIGTERM, SIGKILL and the next store.
+#   8. info of a streaming layer waits, interruptibly.
+#   9. User errors: one line, non-zero, nothing mounted.
 # automake runs this as $(SHELL) script; make sure that is bash.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
@@ -240,8 +243,7 @@ check "offline: the cached layer is served" test -x "$LDIR0/diff/bin/busybox"
 check "offline: its info is unchanged" info_unchanged
 check "soci-fuse umount of the store at last" sf_umount "$STORE"
 # ---------------------------------------------------------------- 7. daemon
-# SIGTERM unmounts; SIGKILL leaves a dead mount the next store cleans up;
-# errors are one line, non-zero, nothing mounted.
+# SIGTERM unmounts; SIGKILL leaves a dead mount the next store cleans up.
 timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
 pid=$(soci_fuse_pids "$STORE")
 check "term: a daemon serves the store" test -n "$pid"
@@ -265,6 +267,32 @@ else
 	fail "kill: the next store: $(cat "$T/err")"
 fi
 
+# ---------------------------------------------------------------- 8. waiting
+# info answers once the layer is complete; until then the read waits and is
+# interruptible.  Through slowproxy.py at 1 KB/s the ~1 MB layer of the
+# other image cannot complete during the test.
+python3 "$INTEG_DIR/slowproxy.py" --upstream "$R2" --rate 1000 \
+	--port-file "$T/proxy.port" >/dev/null 2>"$T/proxy.log" &
+BG_PIDS+=($!)
+for ((i = 0; i < 100; i++)); do
+	[ -s "$T/proxy.port" ] && curl -fsS -o /dev/null "http://127.0.0.1:$(cat "$T/proxy.port")/v2/" && break
+	sleep 0.1
+done
+SLOW_REF=127.0.0.1:$(cat "$T/proxy.port")/test/img:gzip
+SLOW_DIR=$T/store-slow/$(b64 "$SLOW_REF")/$(manifest_layers "$SLOW_REF" | head -n 1)
+mkdir -p "$T/store-slow"
+timeout 60 "$SOCI_FUSE" store --cache "$T/cache-slow" "$T/store-slow" ||
+	die "soci-fuse store (slow) did not start"
+check "slow: the layer dir of a streaming layer appears at once" test -d "$SLOW_DIR/diff"
+rc=0
+timeout 2 cat "$SLOW_DIR/info" >/dev/null 2>&1 || rc=$?
+check "slow: info waits for the layer, and the wait is interruptible (rc $rc)" test "$rc" = 124
+check "slow: the store still answers" \
+	python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(d["layers"][0]["state"] != "fetching")' \
+	"$T/store-slow/.status"
+check "slow: umount while the layer streams" sf_umount "$T/store-slow"
+
+# ---------------------------------------------------------------- 9. errors
 one_line_error() { # one_line_error WANT-RC MENTION CMD...
 	local want=$1 mention=$2 rc=0 n
 	shift 2
