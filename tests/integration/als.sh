@@ -22,7 +22,8 @@
 #      after a restart of the store with the registry down.
 #   7. The daemon: SIGTERM, SIGKILL and the next store.
 #   8. info of a streaming layer waits, interruptibly.
-#   9. User errors: one line, non-zero, nothing mounted.
+#   9. A layer whose pull failed: refused once, then pulled afresh.
+#  10. User errors: one line, non-zero, nothing mounted.
 # automake runs this as $(SHELL) script; make sure that is bash.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
@@ -292,7 +293,43 @@ check "slow: the store still answers" \
 	"$T/store-slow/.status"
 check "slow: umount while the layer streams" sf_umount "$T/store-slow"
 
-# ---------------------------------------------------------------- 9. errors
+# ---------------------------------------------------------------- 9. retry
+# A layer whose pull failed (a byte of its blob flipped in the registry's
+# storage) is refused at its next lookup, so podman falls back, and pulled
+# afresh at the one after.  Each lookup uses another name of the same image
+# so that no kernel-cached entry answers in the store's place.
+R2_LAYER=$(manifest_layers "$R2/test/img:gzip" | head -n 1)
+R2_MDIGEST=$(manifest_digest "$R2/test/img:gzip")
+hex=${R2_LAYER#sha256:}
+R2_BLOB=$T/registry2/storage/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data
+cp "$R2_BLOB" "$T/blob.orig"
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(5000); b = f.read(1); f.seek(5000); f.write(bytes([b[0] ^ 0xff]))' \
+	"$R2_BLOB"
+mkdir -p "$T/store-retry"
+timeout 60 "$SOCI_FUSE" store --cache "$T/cache-retry" "$T/store-retry" ||
+	die "soci-fuse store (retry) did not start"
+retry_dir() { echo "$T/store-retry/$(b64 "$1")/$R2_LAYER"; }
+layer_failed() {
+	python3 - "$T/store-retry/.status" <<'EOF'
+import json, sys, time
+for _ in range(600):
+    d = json.load(open(sys.argv[1]))
+    if d["layers"] and d["layers"][-1]["state"] == "failed":
+        sys.exit(0)
+    time.sleep(0.1)
+sys.exit("layer never failed: %s" % d)
+EOF
+}
+check "retry: a corrupt layer is served at first" test -d "$(retry_dir "$R2/test/img:gzip")/diff"
+check "retry: its pull fails" layer_failed
+check "retry: the next lookup is refused (podman would fall back)" \
+	enoent "$(retry_dir "$R2/test/img@$R2_MDIGEST")/diff"
+cp "$T/blob.orig" "$R2_BLOB"
+check "retry: the one after pulls afresh and serves it" \
+	test -x "$(retry_dir "$R2/test/img:gzip@$R2_MDIGEST")/diff/bin/busybox"
+check "retry: umount" sf_umount "$T/store-retry"
+
+# ---------------------------------------------------------------- 10. errors
 one_line_error() { # one_line_error WANT-RC MENTION CMD...
 	local want=$1 mention=$2 rc=0 n
 	shift 2
