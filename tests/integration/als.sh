@@ -335,8 +335,11 @@ one_line_error() { # one_line_error WANT-RC MENTION CMD...
 	shift 2
 	"$@" 2>"$T/err" >/dev/null || rc=$?
 	n=$(grep -c . "$T/err" || true)
-	[ "$rc" = "$want" ] && grep -qF -- "$mention" "$T/err" && { [ "$n" = 1 ] || [ "$want" = 2 ]; } ||
-		{ echo "rc $rc, stderr: $(cat "$T/err")" >&2; return 1; }
+	if [ "$rc" = "$want" ] && grep -qF -- "$mention" "$T/err" && { [ "$n" = 1 ] || [ "$want" = 2 ]; }; then
+		return 0
+	fi
+	echo "rc $rc, stderr: $(cat "$T/err")" >&2
+	return 1
 }
 check "error: store without a mountpoint (usage, 2)" \
 	one_line_error 2 "store needs MOUNTPOINT" "$SOCI_FUSE" store
