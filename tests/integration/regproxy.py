@@ -22,6 +22,7 @@ Behaviours (options, or the same keys in a JSON --plan file; options win):
   --identity-token T  refresh token accepted by POST /token
                   (grant_type=refresh_token) and GET /token?refresh_token=
   --token-lifetime S  bearer token lifetime (expires_in), default 60
+  --token-uses N  a bearer token is good for N requests (0: no limit)
   --ecr-403       an expired/unknown bearer token gets 403 without a
                   challenge (as ECR does), not 401
   --redirect CODE blob GETs (200/206 would-be) answered CODE (302, 307...)
@@ -88,6 +89,7 @@ class Plan:
         self.identity_token = d.get("identity_token")
         self.lifetime = float(d.get("token_lifetime", 60))
         self.ecr403 = bool(d.get("ecr_403", False))
+        self.token_uses = int(d.get("token_uses", 0))
         self.redirect = int(d.get("redirect", 0))
         self.url_uses = int(d.get("url_uses", 0))
         self.url_ttl = float(d.get("url_ttl", 0))
@@ -97,7 +99,7 @@ class Plan:
             r["_seen"] = 0
             r["_hits"] = 0
         self.rng = random.Random(int(d.get("seed", 0)))
-        self.tokens = {}  # token -> issue time
+        self.tokens = {}  # token -> [issue time, uses]
         self.urls = {}  # store URL id -> [path, created, uses]
         self.logf = open(d["log"], "a", buffering=1) if d.get("log") else None
         self.port = 0
@@ -141,13 +143,18 @@ class Plan:
     def new_token(self):
         t = secrets.token_hex(24)
         with LOCK:
-            self.tokens[t] = time.monotonic()
+            self.tokens[t] = [time.monotonic(), 0]
         return t
 
     def token_valid(self, t):
         with LOCK:
-            issued = self.tokens.get(t)
-        return issued is not None and time.monotonic() - issued < self.lifetime
+            tok = self.tokens.get(t)
+            if tok is None:
+                return False
+            tok[1] += 1
+            if self.token_uses and tok[1] > self.token_uses:
+                return False
+            return time.monotonic() - tok[0] < self.lifetime
 
     # ---- store URLs
     def new_url(self, upstream_path):
@@ -295,6 +302,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reg_error(401, "UNAUTHORIZED", "bad credentials",
                                   [("WWW-Authenticate", 'Basic realm="regproxy-token"')])
         t = p.new_token()
+        self.rec["token"] = t  # so tests can check it never leaks into output
         body = {"token": t, "access_token": t, "expires_in": int(p.lifetime),
                 "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self.answer(200, json.dumps(body), [("Content-Type", "application/json")])
@@ -434,6 +442,7 @@ def main():
     ap.add_argument("--identity-token")
     ap.add_argument("--token-lifetime", type=float)
     ap.add_argument("--ecr-403", action="store_true", default=None)
+    ap.add_argument("--token-uses", type=int)
     ap.add_argument("--redirect", type=int)
     ap.add_argument("--url-uses", type=int)
     ap.add_argument("--url-ttl", type=float)
