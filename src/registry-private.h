@@ -56,6 +56,7 @@ struct http_resp {
 	bool too_big, nomem;
 	char *content_type;
 	char *www_auth;
+	long retry_after_s; /* Retry-After in seconds, -1 when absent */
 };
 
 /* ---- registry.c ---- */

@@ -11,8 +11,8 @@
  * certificates (every .crt in certs.d/<host>, plus --tls-ca).
  *
  * Transport.  https://<host> always, except plain http for a loopback
- * host (127.0.0.0/8, ::1, localhost: nobody can sit between us and it),
- * when the user said --insecure, or for an endpoint registries.conf marks
+ * host (127.0.0.0/8, ::1, localhost: nobody can sit between us and it)
+ * for which no CA certificate is configured, when the user said --insecure, or for an endpoint registries.conf marks
  * insecure.  Every handle gets the same settings (sf_registry_setup_curl):
  * TLS verification on with the system store plus the endpoint's CAs,
  * http/https only, a connect timeout and a stall detector instead of an
@@ -42,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "regconf.h"
 
@@ -60,6 +61,9 @@
 #define SF_REGISTRY_MSG_MAX 300			/* registry's error text we quote */
 #define SF_BUF_MIN 4096
 #define SF_MAX_ENDPOINTS 16			/* mirrors + the registry */
+#define SF_TRANSIENT_RETRIES 4			/* 429, 5xx, resets of one document GET */
+#define SF_BACKOFF_BASE_MS 250
+#define SF_RETRY_AFTER_MAX_S 10			/* longer waits: give up instead */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -183,9 +187,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 		free(r->www_auth);
 		r->content_type = r->www_auth = NULL;
 		r->len = 0;
+		r->retry_after_s = -1;
 	} else if ((v = header_value(p, len, "Content-Type"))) {
 		free(r->content_type);
 		r->content_type = v;
+	} else if ((v = header_value(p, len, "Retry-After"))) {
+		char *end;
+		long s = strtol(v, &end, 10);
+		r->retry_after_s = end != v && !*end && s >= 0 ? s : -1; /* dates: backoff */
+		free(v);
 	} else if ((v = header_value(p, len, "WWW-Authenticate"))) {
 		if (!r->www_auth || (!starts_bearer(r->www_auth) && starts_bearer(v))) {
 			free(r->www_auth);
@@ -316,12 +326,36 @@ sf_ret sf_reg_http(struct sf_registry *r, struct sf_endpoint *ep, const char *ur
 	return ret;
 }
 
+static bool transient(sf_ret ret, const struct http_resp *resp)
+{
+	if (ret < 0) /* a reset or timeout; not "unreachable" (offline fallback) */
+		return ret == -EIO && !resp->too_big && !resp->nomem;
+	return resp->status == 429 || resp->status == 500 || resp->status == 502 ||
+	       resp->status == 503 || resp->status == 504;
+}
+
+/* Wait before retry number `tries` (1-based) of a transient failure; false
+ * when the server asks for longer than we are willing to wait. */
+static bool transient_wait(const struct http_resp *resp, int tries)
+{
+	long ms = (long)SF_BACKOFF_BASE_MS << (tries - 1);
+
+	if (resp->status == 429 && resp->retry_after_s > SF_RETRY_AFTER_MAX_S)
+		return false;
+	if (resp->status == 429 && resp->retry_after_s >= 0)
+		ms = resp->retry_after_s * 1000;
+	usleep((useconds_t)ms * 1000);
+	return true;
+}
+
 /* GET from endpoint ep, answering one 401 challenge (or an ECR-style 403
- * without one, to a request that carried a token) with fresh credentials. */
+ * without one, to a request that carried a token) with fresh credentials,
+ * and retrying 429 (Retry-After), 5xx and resets a few times. */
 sf_ret sf_reg_get(struct sf_registry *r, struct sf_endpoint *ep, const char *url,
 		  const char *accept, struct http_resp *resp, struct sf_error *err)
 {
 	char auth[SF_AUTH_LINE_MAX];
+	int tries = 0;
 	sf_ret ret;
 
 	for (int attempt = 0;; attempt++) {
@@ -329,6 +363,11 @@ sf_ret sf_reg_get(struct sf_registry *r, struct sf_endpoint *ep, const char *url
 
 		sf_reg_auth_header(r, ep, auth, sizeof(auth));
 		ret = sf_reg_http(r, ep, url, accept, auth, NULL, ep->peer, resp, err);
+		if (transient(ret, resp) && tries < SF_TRANSIENT_RETRIES &&
+		    transient_wait(resp, ++tries)) {
+			attempt--; /* not an auth round */
+			continue;
+		}
 		if (ret < 0 || attempt > 0)
 			return ret;
 		challenged = resp->status == 401 && resp->www_auth;
@@ -419,22 +458,24 @@ static sf_ret endpoint_init(struct sf_endpoint *ep, const char *name, char *repo
 	pthread_mutex_init(&ep->refresh_lock, NULL);
 	ep->repository = repository;
 	ep->mirror = mirror;
-	ep->plain_http = insecure || sf_ref_is_loopback(&tmp);
 	ep->host = sf_ref_api_host(&tmp);
-	if (!ep->host || !ep->repository)
-		return oom(err);
-	ep->base = xfmt("%s://%s", ep->plain_http ? "http" : "https", ep->host);
-	ep->peer = xfmt("%s %s", mirror ? "mirror" : "registry", ep->host);
-	if (!ep->base || !ep->peer)
+	ep->peer = xfmt("%s %s", mirror ? "mirror" : "registry", ep->host ? ep->host : name);
+	if (!ep->host || !ep->repository || !ep->peer)
 		return oom(err);
 	ret = sf_auth_lookup(&ao, name, repository, &ep->creds, err);
 	if (ret == 0)
 		ret = sf_certs_for_host(ep->host, o ? o->certs_dirs : NULL, o ? o->tls_ca : NULL,
 					&ep->ca_pem, &ca_len, err);
-	ep->ca_len = ca_len;
-	if (ret < 0)
+	if (ret < 0) {
 		sf_error_prefix(err, "%s", ep->peer);
-	return ret;
+		return ret;
+	}
+	ep->ca_len = ca_len;
+	/* A loopback registry speaks plain HTTP unless a CA was configured for
+	 * it (certs.d or --tls-ca): then the user evidently serves TLS there. */
+	ep->plain_http = insecure || (sf_ref_is_loopback(&tmp) && !ep->ca_pem);
+	ep->base = xfmt("%s://%s", ep->plain_http ? "http" : "https", ep->host);
+	return ep->base ? 0 : oom(err);
 }
 
 static void endpoint_clear(struct sf_endpoint *ep)
