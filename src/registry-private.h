@@ -89,6 +89,10 @@ sf_ret sf_reg_reauth(struct sf_registry *r, struct sf_endpoint *ep, const char *
 /* The current header line for ep, refreshed first when its token is about
  * to expire.  Copied into buf. */
 void sf_reg_auth_header(struct sf_registry *r, struct sf_endpoint *ep, char *buf, size_t len);
+/* Milliseconds the token in a token response (JSON) is good for from now:
+ * expires_in (default 60 s, capped at a day) minus a plausible age from
+ * issued_at. */
+int64_t sf_reg_token_lifetime_ms(const char *body, size_t len);
 /* A copy of header with its secret replaced by "<redacted>", for logs. */
 void sf_reg_redact(const char *header, char *out, size_t len);
 

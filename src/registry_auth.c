@@ -180,8 +180,7 @@ static int64_t parse_issued_at(const char *s)
 	return (int64_t)timegm(&tm);
 }
 
-/* Milliseconds the token in a token response is good for from now. */
-static int64_t token_lifetime_ms(const char *body, size_t len)
+int64_t sf_reg_token_lifetime_ms(const char *body, size_t len)
 {
 	json_t *j = json_loadb(body ? body : "", len, 0, NULL);
 	json_t *e = j ? json_object_get(j, "expires_in") : NULL;
@@ -270,7 +269,7 @@ static sf_ret fetch_token(struct sf_registry *r, struct sf_endpoint *ep,
 		if (ret < 0)
 			sf_error_prefix(err, "%s: %s", r->ref_str, peer);
 		else
-			*life_ms = token_lifetime_ms(resp.body, resp.len);
+			*life_ms = sf_reg_token_lifetime_ms(resp.body, resp.len);
 	}
 	if (resp.body)
 		explicit_bzero(resp.body, resp.len);
