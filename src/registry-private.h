@@ -44,6 +44,7 @@ struct sf_registry {
 	char *ref_str; /* normalised reference, for messages */
 	char *os, *arch, *variant;
 	long connect_timeout_s;
+	long stall_s; /* abort a transfer slower than 1 byte/s for this long */
 	struct sf_endpoint *eps; /* mirrors in order, the registry last */
 	size_t n_eps;
 	struct sf_endpoint *ep; /* the one resolve chose; the fetcher uses it */

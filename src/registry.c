@@ -430,6 +430,10 @@ static sf_ret copy_ref(const struct sf_ref *src, struct sf_ref *dst, struct sf_e
 static sf_ret copy_opts(struct sf_registry *r, const struct sf_registry_opts *o,
 			struct sf_error *err)
 {
+	const char *stall = getenv("SOCI_FUSE_STALL_TIMEOUT"); /* a knob for tests */
+	long v = stall ? strtol(stall, NULL, 10) : 0;
+
+	r->stall_s = v > 0 && v <= 3600 ? v : SF_LOW_SPEED_TIME_S;
 	r->connect_timeout_s = SF_CONNECT_TIMEOUT_S;
 	if (!o)
 		return 0;
@@ -617,7 +621,7 @@ void sf_registry_setup_curl_ep(struct sf_registry *r, struct sf_endpoint *ep, vo
 	curl_easy_setopt(c, CURLOPT_USERAGENT, SF_USER_AGENT);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, SF_LOW_SPEED_BYTES);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, SF_LOW_SPEED_TIME_S);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, r->stall_s);
 #if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: the _STR forms */
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");

@@ -12,6 +12,8 @@
 #   throttle      429 with Retry-After on blob GETs
 #   faults        500, 503, connection resets mid-body, truncated bodies,
 #                 wrong Content-Range (seeded plan)
+#   stall         bodies that stop half way: the stall detector (shortened
+#                 with SOCI_FUSE_STALL_TIMEOUT) aborts and resumes them
 #   budget        503 forever: the layer fails with the blob, registry and
 #                 status in its error
 #   tls           HTTPS with a CA made here: --tls-ca, a certs.d dir, and a
@@ -29,7 +31,7 @@ set -euo pipefail
 start_registry
 build_test_image
 REFTREE=$(podman_reference "$REGISTRY/test/img:gzip")
-BIG=$(manifest_layers "$REGISTRY/test/img:gzip" | head -n 1)
+BIG=$(manifest_layers "$REGISTRY/test/img:gzip" | sed -n 1p)
 FAST=(--chunk-size 1M --connections 4)
 # no host-wide registries.conf or certs.d in these tests
 EMPTY_CONF=$T/empty-registries.conf
@@ -49,6 +51,13 @@ mount_cmp() {
 	umount "$merged" && sf_umount "$mnt"
 }
 count() { regproxy_count "$@"; }
+# in_env VAR=VALUE... -- CMD...: CMD (a shell function too) in a subshell
+# with the variables exported.
+in_env() (
+	while [ "$1" != -- ]; do export "${1?}"; shift; done
+	shift
+	"$@"
+)
 
 # ---------------------------------------------------------------- redirect
 start_regproxy redir --auth bearer --redirect 307
@@ -107,6 +116,15 @@ for f in 500 503 reset truncate bad-range; do
 	check "faults: $f was injected" test "$(count faults "get('fault') == '$f'")" -ge 1
 done
 stop_regproxy faults
+
+cat >"$T/stall.json" <<EOF
+{"faults": [{"fault": "stall", "kind": "blob", "match": "$BIG", "after": 2, "count": 2, "stall_s": 30}]}
+EOF
+start_regproxy stall --plan "$T/stall.json"
+check "stall: bodies that stop half way (stall timeout 2 s): tree equals podman's" \
+	in_env SOCI_FUSE_STALL_TIMEOUT=2 -- mount_cmp stall "$PROXY" "${FAST[@]}"
+check "stall: two transfers stalled" test "$(count stall 'get("fault") == "stall"')" = 2
+stop_regproxy stall
 
 cat >"$T/budget.json" <<EOF
 {"faults": [{"fault": "503", "kind": "blob", "match": "$BIG"}]}

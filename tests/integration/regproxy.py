@@ -207,9 +207,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.registry()
         except (BrokenPipeError, ConnectionResetError) as e:
             self.close_connection = True
-            self.rec["error"] = str(e)
-        self.rec["secs"] = round(time.monotonic() - t0, 3)
-        self.plan.log(self.rec)
+            if self.rec:
+                self.rec["error"] = str(e)
+        if self.rec:  # a stall logs its request before it goes silent
+            self.rec["secs"] = round(time.monotonic() - t0, 3)
+            self.plan.log(self.rec)
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
@@ -407,6 +409,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if cut is not None:
             self.close_connection = True
             if f == "stall":
+                rec, self.rec = self.rec, None
+                p.log(rec)
                 time.sleep(float(fault.get("stall_s", 5)))
             if f == "reset":  # RST instead of FIN
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
