@@ -25,8 +25,7 @@ struct chunk {
 	int64_t due_ms; /* CH_BACKOFF: monotonic time it may start */
 	int tries;	/* failed attempts charged to the retry budget */
 	int auth_tries;
-	int hops;     /* redirects followed since this chunk last got data */
-	int resolves; /* expired store URLs re-resolved since then */
+	int hops; /* redirects followed since this chunk last got data */
 	enum chunk_state state;
 };
 
@@ -36,6 +35,7 @@ struct bstate {
 	struct bstate *next_pending;
 	char *url;	/* the registry's blob URL */
 	char *loc;	/* where it redirected to (reused for every chunk), or NULL */
+	int refusals;	/* store refusals since any chunk of the blob last got data */
 	uint64_t cs;			/* chunk size */
 	uint64_t nchunks, head, next;	/* see the invariants above */
 	struct chunk *chunks;

@@ -99,7 +99,7 @@
 #define CURL_BUFFER_SIZE (256L * 1024)
 #define STALL_SECONDS 30L /* less than 1 byte/s for this long: retry */
 #define MAX_REDIRECTS 5	 /* per chunk, between two answers with data */
-#define MAX_RERESOLVES 3 /* expired store URLs per chunk, likewise */
+#define MAX_STORE_REFUSALS 16 /* per blob, without any data in between */
 
 /* One sf_fetcher_cancel() call waiting for the thread; on its stack. */
 struct cancel_req {
@@ -327,8 +327,10 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 
 	if (x->verdict == V_UNSET) {
 		x->verdict = fetch_judge(x);
-		if (x->verdict == V_OK)
-			x->c->hops = x->c->resolves = 0; /* the URL works */
+		if (x->verdict == V_OK) { /* the URL works */
+			x->c->hops = 0;
+			x->bs->refusals = 0;
+		}
 	}
 	switch (x->verdict) {
 	case V_OK:
@@ -557,15 +559,17 @@ static void on_unauthorized(struct sf_fetcher *f, struct xfer *x)
 }
 
 /* The object store refused a URL the registry redirected us to: it has
- * expired (signed URLs last minutes).  Ask the registry again. */
+ * expired (signed URLs last minutes).  Ask the registry again.  Bounded per
+ * blob, not per chunk: parallel chunks share (and use up) one URL, so a
+ * chunk may meet several expired ones while the blob makes progress. */
 static void on_store_refused(struct sf_fetcher *f, struct xfer *x)
 {
 	struct bstate *bs = x->bs;
 
-	if (++x->c->resolves > MAX_RERESOLVES) {
+	if (++bs->refusals > MAX_STORE_REFUSALS) {
 		blob_fail(f, bs, -fetch_http_errno(x->status),
-			  "HTTP %ld from the blob store after %d fresh redirects", x->status,
-			  MAX_RERESOLVES);
+			  "HTTP %ld from the blob store, %d times without progress", x->status,
+			  MAX_STORE_REFUSALS);
 		return;
 	}
 	if (bs->loc) { /* unless another chunk already installed a fresh one */
