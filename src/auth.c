@@ -460,6 +460,9 @@ sf_ret sf_auth_lookup(const struct sf_auth_opts *opts, const char *registry,
 	memset(out, 0, sizeof(*out));
 	if (opts && opts->creds)
 		return from_creds_option(opts->creds, out, err);
+	if (opts && opts->authfile && access(opts->authfile, R_OK) < 0)
+		/* podman refuses an --authfile it cannot read, too */
+		return sf_fail(err, errno, "--authfile %s: %s", opts->authfile, strerror(errno));
 	if (user_file && *user_file) {
 		r = from_file(user_file, false, registry, repository, out, err);
 		if (r < 0)

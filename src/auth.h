@@ -12,7 +12,8 @@
  * "auths" entries, most specific key first ("host/ns/repo", "host/ns",
  * "host"), then keys in the legacy URL forms ("https://host/v1/",
  * "index.docker.io" for docker.io), then credsStore.  The first file with
- * an answer wins.  A missing file is not an error; a malformed one is.
+ * an answer wins.  A missing file is not an error (except --authfile's); a
+ * malformed one is.
  *
  * Helpers follow the Docker credential-helper protocol:
  * `docker-credential-<name> get`, the server (registry host) on stdin, a

@@ -58,6 +58,7 @@ struct http_resp {
 	char *content_type;
 	char *www_auth;
 	long retry_after_s; /* Retry-After in seconds, -1 when absent */
+	bool broken;	    /* the connection broke mid-way (reset, empty reply) */
 };
 
 /* ---- registry.c ---- */

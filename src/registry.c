@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -316,6 +317,9 @@ sf_ret sf_reg_http(struct sf_registry *r, struct sf_endpoint *ep, const char *ur
 	if (form)
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
 	rc = curl_easy_perform(c);
+	resp->broken = rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
+		       rc == CURLE_PARTIAL_FILE || rc == CURLE_GOT_NOTHING || rc == CURLE_HTTP2 ||
+		       rc == CURLE_HTTP2_STREAM;
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
 	else
@@ -328,8 +332,8 @@ sf_ret sf_reg_http(struct sf_registry *r, struct sf_endpoint *ep, const char *ur
 
 static bool transient(sf_ret ret, const struct http_resp *resp)
 {
-	if (ret < 0) /* a reset or timeout; not "unreachable" (offline fallback) */
-		return ret == -EIO && !resp->too_big && !resp->nomem;
+	if (ret < 0) /* a reset; not TLS, not "unreachable" (offline fallback) */
+		return resp->broken;
 	return resp->status == 429 || resp->status == 500 || resp->status == 502 ||
 	       resp->status == 503 || resp->status == 504;
 }
@@ -498,6 +502,21 @@ static void endpoint_clear(struct sf_endpoint *ep)
 	pthread_mutex_destroy(&ep->refresh_lock);
 }
 
+/* As ssh-agent does: a process that holds a password leaves no core dump
+ * (and cannot be ptraced by its user).  Not under AddressSanitizer, whose
+ * leak checker must ptrace the process at exit. */
+static void no_core_dumps(void)
+{
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SF_ASAN 1
+#endif
+#endif
+#if !defined(__SANITIZE_ADDRESS__) && !defined(SF_ASAN)
+	prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L);
+#endif
+}
+
 static bool use_mirror(const struct sf_regconf_entry *e, const struct sf_mirror *m,
 		       const struct sf_ref *ref)
 {
@@ -565,6 +584,9 @@ static sf_ret init_endpoints(struct sf_registry *r, const struct sf_registry_opt
 				   false, insecure || (e && e->insecure), o, err);
 	sf_regconf_clear(&conf);
 	r->ep = &r->eps[r->n_eps - 1];
+	for (size_t i = 0; ret == 0 && i < r->n_eps; i++)
+		if (sf_creds_present(&r->eps[i].creds))
+			no_core_dumps();
 	return ret;
 }
 

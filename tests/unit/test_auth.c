@@ -224,9 +224,14 @@ static void test_bad_files(void **state)
 	(void)state;
 	snprintf(file, sizeof(file), "%s/auth.json", dir);
 	o.authfile = file;
-	/* a missing user-given file: no credentials (podman says the same) */
+	/* a missing --authfile is an error (as in podman); $REGISTRY_AUTH_FILE is not */
+	assert_int_equal(sf_auth_lookup(&o, "r.io", "a", &c, &e), -ENOENT);
+	assert_non_null(strstr(e.msg, file));
+	setenv("REGISTRY_AUTH_FILE", file, 1);
+	o.authfile = NULL;
 	assert_int_equal(sf_auth_lookup(&o, "r.io", "a", &c, &e), 0);
 	assert_false(sf_creds_present(&c));
+	o.authfile = file;
 	put("auth.json", "{\"auths\": {\"r.io\": {\"auth\": \"bm9jb2xvbg==\"}}", 0600);
 	assert_true(sf_auth_lookup(&o, "r.io", "a", &c, &e) < 0);
 	assert_non_null(strstr(e.msg, file));

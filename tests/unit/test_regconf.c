@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -265,13 +266,46 @@ static void test_redact(void **state)
 	assert_string_equal(out, "Accept: x");
 }
 
+/* A registry handle holding a password makes the process non-dumpable (no
+ * core file with the password in it); one without credentials does not. */
+static void test_no_core_dump(void **state)
+{
+	char authfile[] = "/tmp/sf-test-auth.XXXXXX";
+	int fd = mkstemp(authfile);
+	struct sf_registry_opts o = { .registries_conf = "/dev/null", .certs_dirs = "/nonexistent",
+				      .authfile = authfile };
+	struct sf_error e = { 0 };
+	struct sf_registry *r;
+	struct sf_ref ref;
+	int asan = 0;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "{}", 2), 2);
+	close(fd);
+#if defined(__SANITIZE_ADDRESS__)
+	asan = 1;
+#endif
+	assert_int_equal(sf_ref_parse("127.0.0.1:1/x:y", &ref, &e), 0);
+	assert_int_equal(sf_registry_new(&ref, &o, &r, &e), 0);
+	assert_int_equal(prctl(PR_GET_DUMPABLE), 1);
+	sf_registry_free(r);
+	o.creds = "user:password";
+	if (sf_registry_new(&ref, &o, &r, &e) < 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(prctl(PR_GET_DUMPABLE), asan ? 1 : 0);
+	sf_registry_free(r);
+	sf_ref_clear(&ref);
+	unlink(authfile);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),	       cmocka_unit_test(test_match),
 		cmocka_unit_test(test_bad),	       cmocka_unit_test(test_load),
 		cmocka_unit_test(test_certs),	       cmocka_unit_test(test_token_lifetime),
-		cmocka_unit_test(test_redact),
+		cmocka_unit_test(test_redact),	       cmocka_unit_test(test_no_core_dump),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
