@@ -271,7 +271,7 @@ stop_registry() {
 # ---------------------------------------------------------------- regproxy
 # start_regproxy NAME [regproxy.py options]: a regproxy.py (auth, redirects,
 # faults, throttling, TLS; see its --help) in front of $REGISTRY (or of
-# --upstream when given among the options).  Logs: $T/NAME.log (one line per
+# --upstream when given among the options; --host ::1 listens on IPv6).  Logs: $T/NAME.log (one line per
 # request, stderr) and $T/NAME.jsonl (JSON per request).  Sets PROXY to
 # 127.0.0.1:PORT and PROXY_STORE_PORT to the port of its blob store; the
 # cleanup trap kills it (stop_regproxy NAME stops it earlier).
@@ -293,6 +293,7 @@ start_regproxy() {
 	done
 	[ -s "$T/$name.port" ] || die "regproxy $name did not start: $(cat "$T/$name.log")"
 	PROXY=127.0.0.1:$(cat "$T/$name.port")
+	[[ " $* " == *" --host ::1 "* ]] && PROXY="[::1]:$(cat "$T/$name.port")"
 	PROXY_STORE_PORT=$(cat "$T/$name.store-port")
 	log "regproxy $name at $PROXY (store :$PROXY_STORE_PORT) $*"
 }

@@ -14,6 +14,7 @@
 #   idtoken       an identity token ("<token>" from the helper): OAuth2
 #                 refresh_token POST to /token
 #   basic         a Basic-auth registry, --creds
+#   ipv6          a registry at [::1]:PORT (skipped without IPv6 loopback)
 #   ecr           tokens good for 3 requests, 403 without a challenge when
 #                 spent (ECR): refreshed, the tree is exact
 #   secrets       no password or token in the output (trace on), status
@@ -154,6 +155,18 @@ check "basic: no credentials -> one clean line" \
 	XDG_RUNTIME_DIR="$T/nohome" "$SOCI_FUSE" mount --cache "$T/cache-bn" \
 	"$PROXY/test/img:gzip" "$T/mnt-basicnone"
 stop_regproxy basic
+
+# ---------------------------------------------------------------- ipv6
+if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+	start_regproxy v6 --host ::1 --auth bearer --redirect 307
+	check "ipv6: a registry at $PROXY (token realm and store on ::1 too): tree equals podman's" \
+		mount_cmp ipv6 "$PROXY" --connections 4 --chunk-size 1M
+	check "ipv6: tokens and the store were used" \
+		test "$(count v6 'get("kind") == "token"')" -ge 1 -a "$(count v6 'r["listener"] == "store"')" -ge 1
+	stop_regproxy v6
+else
+	log "ipv6: no ::1 on this machine, not tested"
+fi
 
 # ---------------------------------------------------------------- ecr
 start_regproxy ecr --auth bearer --ecr-403 --token-uses 3 --users "alice:$PASSWORD"

@@ -32,6 +32,7 @@ Behaviours (options, or the same keys in a JSON --plan file; options win):
   --url-ttl S     a store URL works S seconds, then 403 (0: forever)
   --tls-cert F --tls-key F  serve HTTPS on both listeners
   --seed N        seed of the fault dice (deterministic plans)
+  --host ADDR     listen on ADDR (default 127.0.0.1; ::1 for IPv6)
 
 The store logs "AUTHORIZATION LEAKED" and answers 400 when a request
 carries an Authorization header: credentials must never reach it.
@@ -102,6 +103,7 @@ class Plan:
         self.tokens = {}  # token -> [issue time, uses]
         self.urls = {}  # store URL id -> [path, created, uses]
         self.logf = open(d["log"], "a", buffering=1) if d.get("log") else None
+        self.host = d.get("host") or "127.0.0.1"
         self.port = 0
         self.store_port = 0
 
@@ -138,6 +140,9 @@ class Plan:
 
     def scheme(self):
         return "https" if self.tls else "http"
+
+    def url_host(self):
+        return "[%s]" % self.host if ":" in self.host else self.host
 
     # ---- tokens
     def new_token(self):
@@ -250,8 +255,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         m = BLOB_GET.match(self.path)
         if m and p.redirect and self.command in ("GET", "HEAD"):
             uid = p.new_url("/v2/%s/blobs/%s" % (m.group(1), m.group(2)))
-            loc = "%s://127.0.0.1:%d/store/%s/%s?u=%s" % (
-                p.scheme(), p.store_port, m.group(1), m.group(2), uid)
+            loc = "%s://%s:%d/store/%s/%s?u=%s" % (
+                p.scheme(), p.url_host(), p.store_port, m.group(1), m.group(2), uid)
             self.rec["redirect"] = loc
             return self.answer(p.redirect, "", [("Location", loc)])
         self.forward(self.path, kind)
@@ -262,8 +267,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return 'Basic realm="regproxy"'
         m = REPO.match(self.path)
         scope = ',scope="repository:%s:pull"' % m.group(1) if m else ""
-        return 'Bearer realm="%s://127.0.0.1:%d/token",service="regproxy"%s' % (
-            p.scheme(), p.port, scope)
+        return 'Bearer realm="%s://%s:%d/token",service="regproxy"%s' % (
+            p.scheme(), p.url_host(), p.port, scope)
 
     def authorized(self):
         p = self.plan
@@ -424,9 +429,13 @@ class Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
 def serve(plan, listener, ctx):
     h = type("H_" + listener, (Handler,), {"plan": plan, "listener": listener})
-    srv = Server(("127.0.0.1", 0), h)
+    srv = (Server6 if ":" in plan.host else Server)((plan.host, 0), h)
     if ctx:
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -453,6 +462,7 @@ def main():
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--host")
     a = ap.parse_args()
 
     d = {}
@@ -482,8 +492,9 @@ def main():
             os.rename(name + ".tmp", name)
     print(plan.port, flush=True)
     with LOCK:
-        sys.stderr.write("regproxy: listening on %s://127.0.0.1:%d (store :%d) -> %s:%d, "
-                         "auth %s, blob rate %s B/s\n" % (plan.scheme(), plan.port, plan.store_port,
+        sys.stderr.write("regproxy: listening on %s://%s:%d (store :%d) -> %s:%d, "
+                         "auth %s, blob rate %s B/s\n" % (plan.scheme(), plan.url_host(), plan.port,
+                                                          plan.store_port,
                                                           *plan.upstream, plan.auth,
                                                           plan.rate or "unlimited"))
     try:
