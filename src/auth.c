@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #define HELPER_NAME_MAX 64
+#define B64_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 #define DOCKER_IO_LEGACY "https://index.docker.io/v1/"
 
 static sf_ret oom(struct sf_error *err)
@@ -66,18 +67,19 @@ sf_ret sf_auth_decode_basic(const char *b64, char **user, char **pass, struct sf
 	int len;
 
 	*user = *pass = NULL;
-	if (n == 0 || n % 4 || n > SF_AUTH_FILE_MAX)
+	/* strict: the alphabet, and '=' only as the last one or two */
+	size_t pad = n > 0 && b64[n - 1] == '=' ? (n > 1 && b64[n - 2] == '=' ? 2 : 1) : 0;
+	if (n == 0 || n % 4 || n > SF_AUTH_FILE_MAX || strspn(b64, B64_ALPHABET) != n - pad)
 		return sf_fail(err, EINVAL, "\"auth\" is not valid base64");
 	buf = malloc(n / 4 * 3 + 1);
 	if (!buf)
 		return oom(err);
 	len = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)n);
-	if (len < 0) {
+	if (len < (int)pad) {
 		free(buf);
 		return sf_fail(err, EINVAL, "\"auth\" is not valid base64");
 	}
-	for (size_t i = n; i > 0 && b64[i - 1] == '='; i--)
-		len--; /* EVP_DecodeBlock counts the padding as zero bytes */
+	len -= (int)pad; /* EVP_DecodeBlock counts the padding as zero bytes */
 	buf[len] = '\0';
 	colon = memchr(buf, ':', (size_t)len);
 	if (!colon || strlen((char *)buf) != (size_t)len) {

@@ -114,6 +114,11 @@ static void test_decode(void **state)
 	assert_int_equal(sf_auth_decode_basic("!!!!", &u, &p, &e), -EINVAL);
 	assert_int_equal(sf_auth_decode_basic("abc", &u, &p, &e), -EINVAL);
 	assert_int_equal(sf_auth_decode_basic("", &u, &p, &e), -EINVAL);
+	/* found by fuzz_regconf: all padding wrote before the buffer */
+	assert_int_equal(sf_auth_decode_basic("====", &u, &p, &e), -EINVAL);
+	assert_int_equal(sf_auth_decode_basic("YQ==YQ==", &u, &p, &e), -EINVAL);
+	assert_int_equal(sf_auth_decode_basic("YTpi===", &u, &p, &e), -EINVAL);
+	assert_int_equal(sf_auth_decode_basic("YT\npYg==", &u, &p, &e), -EINVAL);
 }
 
 static void test_keys(void **state)
