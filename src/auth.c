@@ -167,8 +167,8 @@ static int wait_child(pid_t pid, bool kill_it)
 
 /* Run `docker-credential-<name> get` with server on stdin; its stdout in
  * out (NUL-terminated), exit status in *status. */
-static sf_ret run_helper(const char *prog, const char *server, char *out, size_t cap,
-			 int *status, struct sf_error *err)
+static sf_ret run_helper(const char *prog, const char *server, int timeout_ms, char *out,
+			 size_t cap, int *status, struct sf_error *err)
 {
 	int in[2], outp[2];
 	size_t len = 0;
@@ -203,13 +203,13 @@ static sf_ret run_helper(const char *prog, const char *server, char *out, size_t
 	ssize_t w = write(in[1], server, strlen(server)); /* failure: the exit status tells */
 	(void)w;
 	close(in[1]);
-	r = read_output(outp[0], out, cap - 1, &len, mono_ms() + SF_AUTH_HELPER_TIMEOUT_S * 1000);
+	r = read_output(outp[0], out, cap - 1, &len, mono_ms() + timeout_ms);
 	close(outp[0]);
 	out[len] = '\0';
 	*status = wait_child(pid, r < 0);
 	if (r == -ETIMEDOUT)
-		return sf_fail(err, ETIMEDOUT, "credential helper %s did not answer within %d s",
-			       prog, SF_AUTH_HELPER_TIMEOUT_S);
+		return sf_fail(err, ETIMEDOUT, "credential helper %s did not answer within %d ms",
+			       prog, timeout_ms);
 	if (r < 0)
 		return sf_fail(err, -r, "credential helper %s: %s", prog,
 			       r == -EFBIG ? "answer too long" : strerror(-r));
@@ -243,8 +243,8 @@ static sf_ret parse_helper_answer(const char *prog, const char *out, struct sf_c
 }
 
 /* Ask helper `name` about server.  0 and nothing filled: it has none. */
-static sf_ret from_helper(const char *name, const char *server, struct sf_creds *c,
-			  struct sf_error *err)
+static sf_ret from_helper(const char *name, const char *server, int timeout_ms,
+			  struct sf_creds *c, struct sf_error *err)
 {
 	char prog[HELPER_NAME_MAX + 32];
 	char *out;
@@ -257,7 +257,7 @@ static sf_ret from_helper(const char *name, const char *server, struct sf_creds 
 	out = malloc(SF_AUTH_HELPER_OUT_MAX + 1);
 	if (!out)
 		return oom(err);
-	r = run_helper(prog, server, out, SF_AUTH_HELPER_OUT_MAX + 1, &status, err);
+	r = run_helper(prog, server, timeout_ms, out, SF_AUTH_HELPER_OUT_MAX + 1, &status, err);
 	if (r == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 127)
 		r = sf_fail(err, ENOENT, "credential helper %s: not found in PATH", prog);
 	else if (r == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
@@ -394,7 +394,8 @@ static const char *helper_server(const char *registry)
 
 /* One file.  legacy: ~/.dockercfg, whose top level is the "auths" map. */
 static sf_ret from_file(const char *file, bool legacy, const char *registry,
-			const char *repository, struct sf_creds *c, struct sf_error *err)
+			const char *repository, int timeout_ms, struct sf_creds *c,
+			struct sf_error *err)
 {
 	bool missing;
 	json_t *j = load_json(file, &missing, err);
@@ -409,7 +410,7 @@ static sf_ret from_file(const char *file, bool legacy, const char *registry,
 	store = legacy ? NULL : json_string_value(json_object_get(j, "credsStore"));
 	if (helpers && json_is_string(json_object_get(helpers, registry))) {
 		r = from_helper(json_string_value(json_object_get(helpers, registry)),
-				helper_server(registry), c, err);
+				helper_server(registry), timeout_ms, c, err);
 		json_decref(j);
 		return r;
 	}
@@ -418,7 +419,7 @@ static sf_ret from_file(const char *file, bool legacy, const char *registry,
 	else if (auths)
 		r = sf_fail(err, EINVAL, "%s: \"auths\" is not an object", file);
 	if (r == 0 && !sf_creds_present(c) && store && *store)
-		r = from_helper(store, helper_server(registry), c, err);
+		r = from_helper(store, helper_server(registry), timeout_ms, c, err);
 	json_decref(j);
 	return r;
 }
@@ -456,7 +457,8 @@ sf_ret sf_auth_lookup(const struct sf_auth_opts *opts, const char *registry,
 	const char *xdg_cfg = getenv("XDG_CONFIG_HOME"), *docker_cfg = getenv("DOCKER_CONFIG");
 	char files[N_DEFAULT_FILES][4096];
 	bool legacy[N_DEFAULT_FILES] = { false };
-	int n = 0;
+	int n = 0, tmo = opts && opts->helper_timeout_ms > 0 ? opts->helper_timeout_ms
+							   : SF_AUTH_HELPER_TIMEOUT_S * 1000;
 	sf_ret r = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -466,7 +468,7 @@ sf_ret sf_auth_lookup(const struct sf_auth_opts *opts, const char *registry,
 		/* podman refuses an --authfile it cannot read, too */
 		return sf_fail(err, errno, "--authfile %s: %s", opts->authfile, strerror(errno));
 	if (user_file && *user_file) {
-		r = from_file(user_file, false, registry, repository, out, err);
+		r = from_file(user_file, false, registry, repository, tmo, out, err);
 		if (r < 0)
 			sf_creds_clear(out);
 		return r;
@@ -489,7 +491,7 @@ sf_ret sf_auth_lookup(const struct sf_auth_opts *opts, const char *registry,
 		legacy[n++] = true;
 	}
 	for (int i = 0; i < n && r == 0 && !sf_creds_present(out); i++) {
-		r = from_file(files[i], legacy[i], registry, repository, out, err);
+		r = from_file(files[i], legacy[i], registry, repository, tmo, out, err);
 	}
 	if (r < 0)
 		sf_creds_clear(out);

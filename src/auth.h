@@ -47,6 +47,7 @@ static inline int sf_creds_present(const struct sf_creds *c)
 struct sf_auth_opts {
 	const char *authfile; /* borrowed; NULL: $REGISTRY_AUTH_FILE or defaults */
 	const char *creds;    /* "USER:PASS", borrowed; NULL: look up */
+	int helper_timeout_ms; /* 0: SF_AUTH_HELPER_TIMEOUT_S */
 };
 
 /* Credentials for repository on registry (as in a parsed ref: "docker.io",

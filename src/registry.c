@@ -458,7 +458,7 @@ static sf_ret endpoint_init(struct sf_endpoint *ep, const char *name, char *repo
 			    struct sf_error *err)
 {
 	struct sf_ref tmp = { .registry = (char *)name };
-	struct sf_auth_opts ao = { o ? o->authfile : NULL, o ? o->creds : NULL };
+	struct sf_auth_opts ao = { .authfile = o ? o->authfile : NULL, .creds = o ? o->creds : NULL };
 	size_t ca_len;
 	sf_ret ret;
 

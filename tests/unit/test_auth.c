@@ -313,6 +313,12 @@ static void test_helpers(void **state)
 	assert_int_equal(sf_auth_lookup(&o, "gone.io", "a", &c, &e), -ENOENT);
 	assert_non_null(strstr(e.msg, "docker-credential-absent"));
 	assert_int_equal(sf_auth_lookup(&o, "bad.io", "a", &c, &e), -EINVAL);
+	/* a helper that hangs is killed at the timeout */
+	put("auth.json", "{\"credsStore\": \"fake\"}", 0600);
+	o.helper_timeout_ms = 300;
+	assert_int_equal(sf_auth_lookup(&o, "slow.io", "a", &c, &e), -ETIMEDOUT);
+	assert_non_null(strstr(e.msg, "did not answer"));
+	assert_false(sf_creds_present(&c));
 }
 
 int main(void)
