@@ -186,9 +186,9 @@ int64_t sf_reg_token_lifetime_ms(const char *body, size_t len)
 	json_t *e = j ? json_object_get(j, "expires_in") : NULL;
 	int64_t life = TOKEN_DEFAULT_LIFETIME_S, issued, age;
 
-	if (json_is_integer(e) && json_integer_value(e) > 0)
-		life = json_integer_value(e) > TOKEN_MAX_LIFETIME_S ? TOKEN_MAX_LIFETIME_S
-								    : json_integer_value(e);
+	if (json_is_number(e) && json_number_value(e) >= 1) /* some servers send 300.0 */
+		life = json_number_value(e) > TOKEN_MAX_LIFETIME_S ? TOKEN_MAX_LIFETIME_S
+								   : (int64_t)json_number_value(e);
 	issued = parse_issued_at(j ? json_string_value(json_object_get(j, "issued_at")) : NULL);
 	age = issued >= 0 ? (int64_t)time(NULL) - issued : 0;
 	json_decref(j);
@@ -229,15 +229,12 @@ static sf_ret token_request(struct sf_registry *r, struct sf_endpoint *ep,
 		if (ep->creds.username && !(auth = basic_header(&ep->creds)))
 			return oom(err);
 	}
-	if (!url || (ep->creds.identity_token && !form)) {
-		free_secret(form ? steal_pointer(&form) : NULL);
-		free_secret(auth);
-		return oom(err);
-	}
-	ret = sf_reg_http(r, ep, url, ACCEPT_JSON, auth, form, peer, resp, err);
+	if (!url || (ep->creds.identity_token && !form))
+		ret = oom(err);
+	else
+		ret = sf_reg_http(r, ep, url, ACCEPT_JSON, auth, form, peer, resp, err);
 	free_secret(auth);
-	if (form)
-		explicit_bzero(form, strlen(form));
+	free_secret(steal_pointer(&form));
 	return ret;
 }
 

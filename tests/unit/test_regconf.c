@@ -235,6 +235,12 @@ static void test_token_lifetime(void **state)
 	assert_int_equal(sf_reg_token_lifetime_ms(body, strlen(body)), 300000);
 	snprintf(body, sizeof(body), "{\"expires_in\":99999999}");
 	assert_int_equal(sf_reg_token_lifetime_ms(body, strlen(body)), 86400000);
+	snprintf(body, sizeof(body), "{\"expires_in\":120.0}");
+	assert_int_equal(sf_reg_token_lifetime_ms(body, strlen(body)), 120000);
+	snprintf(body, sizeof(body), "{\"expires_in\":1e300}");
+	assert_int_equal(sf_reg_token_lifetime_ms(body, strlen(body)), 86400000);
+	snprintf(body, sizeof(body), "{\"expires_in\":\"300\"}");
+	assert_int_equal(sf_reg_token_lifetime_ms(body, strlen(body)), 60000);
 	snprintf(body, sizeof(body), "{\"expires_in\":-5}");
 	assert_int_equal(sf_reg_token_lifetime_ms(body, strlen(body)), 60000);
 	/* issued 20 s ago: at most 280 s left (however slow this machine is) */
