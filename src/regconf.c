@@ -507,18 +507,85 @@ sf_ret sf_regconf_load(const char *path, bool must_exist, struct sf_regconf *out
 	return sf_regconf_parse(text, path, out, err);
 }
 
+static void entry_clear(struct sf_regconf_entry *e)
+{
+	free(e->prefix);
+	free(e->location);
+	for (size_t m = 0; m < e->n_mirrors; m++) {
+		free(e->mirrors[m].location);
+		free(e->mirrors[m].pull_from);
+	}
+	free(e->mirrors);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Move the entries of add into c (add is left empty). */
+static sf_ret merge(struct sf_regconf *c, struct sf_regconf *add, struct sf_error *err)
+{
+	for (size_t i = 0; i < add->n; i++) {
+		struct sf_regconf_entry *e = &add->regs[i], *slot = NULL;
+		for (size_t k = 0; k < c->n && !slot; k++)
+			if (!strcmp(c->regs[k].prefix, e->prefix))
+				slot = &c->regs[k];
+		if (!slot) {
+			struct sf_regconf_entry *a = grow(c->regs, c->n, sizeof(*a));
+			if (!a)
+				return oom(err);
+			c->regs = a;
+			slot = &c->regs[c->n++];
+			memset(slot, 0, sizeof(*slot));
+		}
+		entry_clear(slot);
+		*slot = *e;
+		memset(e, 0, sizeof(*e));
+	}
+	sf_regconf_clear(add);
+	return 0;
+}
+
+static int conf_name(const struct dirent *d)
+{
+	size_t l = strlen(d->d_name);
+
+	return d->d_name[0] != '.' && l > 5 && !strcmp(d->d_name + l - 5, ".conf");
+}
+
+sf_ret sf_regconf_load_all(const char *path, bool must_exist, struct sf_regconf *out,
+			   struct sf_error *err)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct dirent **names = NULL;
+	int n;
+	sf_ret r = sf_regconf_load(path, must_exist, out, err);
+
+	if (r < 0)
+		return r;
+	if (asprintf(&dir, "%s.d", path) < 0) {
+		sf_regconf_clear(out);
+		return oom(err);
+	}
+	n = scandir(dir, &names, conf_name, alphasort);
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *p = NULL;
+		struct sf_regconf add;
+		if (r == 0 && asprintf(&p, "%s/%s", dir, names[i]->d_name) < 0)
+			r = oom(err);
+		if (r == 0)
+			r = sf_regconf_load(p, true, &add, err);
+		if (r == 0)
+			r = merge(out, &add, err);
+		free(names[i]);
+	}
+	free(names);
+	if (r < 0)
+		sf_regconf_clear(out);
+	return r;
+}
+
 void sf_regconf_clear(struct sf_regconf *c)
 {
-	for (size_t i = 0; c && i < c->n; i++) {
-		struct sf_regconf_entry *e = &c->regs[i];
-		free(e->prefix);
-		free(e->location);
-		for (size_t m = 0; m < e->n_mirrors; m++) {
-			free(e->mirrors[m].location);
-			free(e->mirrors[m].pull_from);
-		}
-		free(e->mirrors);
-	}
+	for (size_t i = 0; c && i < c->n; i++)
+		entry_clear(&c->regs[i]);
 	if (c) {
 		free(c->regs);
 		memset(c, 0, sizeof(*c));

@@ -55,6 +55,11 @@ struct sf_regconf {
 /* Parse path.  A missing file is an empty config unless must_exist. */
 sf_ret sf_regconf_load(const char *path, bool must_exist, struct sf_regconf *out,
 		       struct sf_error *err);
+/* sf_regconf_load, then the drop-ins (every .conf in <path>.d) in name order, as
+ * containers/image does: a drop-in's [[registry]] replaces the entry with
+ * the same prefix, or is added. */
+sf_ret sf_regconf_load_all(const char *path, bool must_exist, struct sf_regconf *out,
+			   struct sf_error *err);
 /* Parse a document held in memory; name is for messages. */
 sf_ret sf_regconf_parse(const char *text, const char *name, struct sf_regconf *out,
 			struct sf_error *err);

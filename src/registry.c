@@ -563,7 +563,7 @@ static sf_ret init_endpoints(struct sf_registry *r, const struct sf_registry_opt
 	bool insecure = o && o->insecure;
 	const struct sf_regconf_entry *e;
 	struct sf_regconf conf;
-	sf_ret ret = sf_regconf_load(path, o && o->registries_conf, &conf, err);
+	sf_ret ret = sf_regconf_load_all(path, o && o->registries_conf, &conf, err);
 
 	if (ret < 0)
 		return ret;

@@ -224,6 +224,48 @@ static void test_certs(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Drop-ins in <path>.d override entries by prefix, in name order. */
+static void test_dropins(void **state)
+{
+	char dir[] = "/tmp/sf-test-dropin.XXXXXX", main_conf[300], p[400], cmd[300];
+	struct sf_regconf c;
+	struct sf_error e = { 0 };
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(main_conf, sizeof(main_conf), "%s/registries.conf", dir);
+	put(main_conf, "[[registry]]\nlocation = \"docker.io\"\n[[registry.mirror]]\n"
+		       "location = \"old.mirror\"\n[[registry]]\nlocation = \"quay.io\"\n");
+	assert_int_equal(sf_regconf_load_all(main_conf, true, &c, &e), 0); /* no .d dir */
+	assert_int_equal(c.n, 2);
+	sf_regconf_clear(&c);
+	snprintf(p, sizeof(p), "%s/registries.conf.d", dir);
+	mkdir(p, 0755);
+	snprintf(p, sizeof(p), "%s/registries.conf.d/20-add.conf", dir);
+	put(p, "[[registry]]\nlocation = \"ghcr.io\"\n");
+	snprintf(p, sizeof(p), "%s/registries.conf.d/10-hub.conf", dir);
+	put(p, "[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n"
+	       "[[registry.mirror]]\nlocation = \"new.mirror\"\n");
+	snprintf(p, sizeof(p), "%s/registries.conf.d/notes.txt", dir);
+	put(p, "not toml at all [[[");
+	if (sf_regconf_load_all(main_conf, true, &c, &e) < 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(c.n, 3);
+	assert_string_equal(c.regs[0].prefix, "docker.io");
+	assert_int_equal(c.regs[0].n_mirrors, 1);
+	assert_string_equal(c.regs[0].mirrors[0].location, "new.mirror");
+	assert_string_equal(c.regs[1].prefix, "quay.io");
+	assert_string_equal(c.regs[2].prefix, "ghcr.io");
+	sf_regconf_clear(&c);
+	snprintf(p, sizeof(p), "%s/registries.conf.d/30-bad.conf", dir);
+	put(p, "[[registry]]\nlocation = 1\n");
+	assert_int_equal(sf_regconf_load_all(main_conf, true, &c, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "30-bad.conf: line 2"));
+	assert_int_equal(c.n, 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_token_lifetime(void **state)
 {
 	char body[200], when[40];
@@ -312,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_bad),	       cmocka_unit_test(test_load),
 		cmocka_unit_test(test_certs),	       cmocka_unit_test(test_token_lifetime),
 		cmocka_unit_test(test_redact),	       cmocka_unit_test(test_no_core_dump),
+		cmocka_unit_test(test_dropins),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
