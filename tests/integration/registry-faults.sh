@@ -19,7 +19,8 @@
 #   tls           HTTPS with a CA made here: --tls-ca, a certs.d dir, and a
 #                 wrong CA (clean TLS error)
 #   mirrors       a mirror without the image and a dead one before a good
-#                 one; a mirror without the image before the registry
+#                 one (from a registries.conf.d drop-in); a mirror without
+#                 the image before the registry; a malformed file
 # automake runs this as $(SHELL) script; make sure that is bash.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
@@ -195,10 +196,18 @@ EMPTY=$PROXY
 start_regproxy good
 GOOD=$PROXY
 DEAD=127.0.0.1:$(free_port)
+# the mirrors come from a drop-in (mirrors.conf.d/), as CRI-O setups ship them
 cat >"$T/mirrors.conf" <<EOF
-# mirrors in front of $UP: one without the image, a dead one, a good one
 unqualified-search-registries = ["docker.io"]
-
+[[registry]]
+prefix = "$UP/test"
+location = "$UP/test"
+[[registry.mirror]]
+location = "127.0.0.1:1/replaced-by-the-drop-in"
+EOF
+mkdir -p "$T/mirrors.conf.d"
+cat >"$T/mirrors.conf.d/50-mirrors.conf" <<EOF
+# mirrors in front of $UP: one without the image, a dead one, a good one
 [[registry]]
 prefix = "$UP/test"
 location = "$UP/test"
@@ -213,7 +222,7 @@ insecure = true
 [[registry.mirror]]
 location = "$GOOD/test"
 EOF
-check "mirrors: empty and dead mirrors skipped, the good one used: tree equals podman's" \
+check "mirrors: (drop-in) empty and dead mirrors skipped, the good one used: tree equals podman's" \
 	mount_cmp mirror "$UP" "${FAST[@]}" --registries-conf "$T/mirrors.conf"
 check "mirrors: the empty mirror was asked" test "$(count empty 'r["status"] == 404')" -ge 1
 check "mirrors: the good mirror served the blobs" \
