@@ -98,7 +98,7 @@
 #define IDLE_POLL_MS 1000
 #define CURL_BUFFER_SIZE (256L * 1024)
 #define STALL_SECONDS 30L /* less than 1 byte/s for this long: retry */
-#define MAX_REDIRECTS 5	 /* per chunk, between two answers with data */
+#define MAX_REDIRECTS 5	 /* per chunk, in a row (a redirect loop) */
 #define MAX_STORE_REFUSALS 16 /* per blob, without any data in between */
 
 /* One sf_fetcher_cancel() call waiting for the thread; on its stack. */
@@ -566,6 +566,7 @@ static void on_store_refused(struct sf_fetcher *f, struct xfer *x)
 {
 	struct bstate *bs = x->bs;
 
+	x->c->hops = 0; /* the redirect chain ended in an answer */
 	if (++bs->refusals > MAX_STORE_REFUSALS) {
 		blob_fail(f, bs, -fetch_http_errno(x->status),
 			  "HTTP %ld from the blob store, %d times without progress", x->status,

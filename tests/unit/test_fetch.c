@@ -1151,6 +1151,19 @@ static void test_redirect_always_refused(void **state)
 	srv_stop(cdn);
 }
 
+/* A registry that redirects to itself: the loop ends at the redirect limit. */
+static void test_redirect_loop(void **state)
+{
+	struct one o;
+
+	(void)state;
+	one_setup(&o, BIG);
+	o.s->redirect_to = o.s;
+	one_run(&o, 0, 4, 4, 1);
+	assert_failed(&o.t, -EIO, "more than 5 redirects");
+	one_finish(&o);
+}
+
 static void test_permanent_failure(void **state)
 {
 	struct one o;
@@ -1523,6 +1536,7 @@ int main(void)
 		cmocka_unit_test(test_redirect_reused),
 		cmocka_unit_test(test_redirect_expired),
 		cmocka_unit_test(test_redirect_always_refused),
+		cmocka_unit_test(test_redirect_loop),
 		cmocka_unit_test(test_permanent_failure),
 		cmocka_unit_test(test_not_found),
 		cmocka_unit_test(test_connect_refused),
