@@ -36,6 +36,11 @@ static const char usage_text[] =
 	"  -f, --foreground     do not daemonize\n"
 	"  --insecure           allow plain HTTP to a non-loopback registry\n"
 	"                       (loopback registries may always use HTTP)\n"
+	"  --authfile FILE      registry credentials (auth.json format; default:\n"
+	"                       $REGISTRY_AUTH_FILE, podman's and docker's files)\n"
+	"  --creds USER:PASS    registry credentials on the command line\n"
+	"  --tls-ca FILE        also trust the CA certificates in FILE\n"
+	"  --registries-conf FILE  mirrors (default /etc/containers/registries.conf)\n"
 	"  --chunk-size SIZE    bytes per range request (K/M/G suffixes; default 8M)\n"
 	"  --connections N      parallel HTTP connections (default 16)\n"
 	"  --overlay-xattr NS   serve opaque dirs as NS.overlay.opaque: trusted\n"
@@ -101,6 +106,10 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 		{ "cache", required_argument, NULL, 'c' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "insecure", no_argument, NULL, 'k' },
+		{ "authfile", required_argument, NULL, 'A' },
+		{ "creds", required_argument, NULL, 'C' },
+		{ "tls-ca", required_argument, NULL, 'T' },
+		{ "registries-conf", required_argument, NULL, 'R' },
 		{ "chunk-size", required_argument, NULL, 's' },
 		{ "connections", required_argument, NULL, 'n' },
 		{ "overlay-xattr", required_argument, NULL, 'x' },
@@ -121,6 +130,10 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 		case 'c': o.cache_dir = optarg; break;
 		case 'f': o.foreground = true; break;
 		case 'k': o.insecure = true; break;
+		case 'A': o.registry.authfile = optarg; break;
+		case 'C': o.registry.creds = optarg; break;
+		case 'T': o.registry.tls_ca = optarg; break;
+		case 'R': o.registry.registries_conf = optarg; break;
 		case 'd': o.debug = o.foreground = true; break;
 		case 's':
 			if (parse_size(optarg, &o.fetch.chunk_size) < 0)

@@ -196,10 +196,11 @@ static int resolve_offline(struct mount_state *m, const struct sf_error *online,
 
 static int resolve_image(struct mount_state *m, const struct sf_mount_opts *o)
 {
-	struct sf_registry_opts ropts = { .insecure = o->insecure };
+	struct sf_registry_opts ropts = o->registry;
 	struct sf_error err = { 0 };
 	sf_ret r;
 
+	ropts.insecure = o->insecure;
 	r = sf_ref_parse(o->ref, &m->ref, &err);
 	if (r == 0)
 		r = sf_registry_new(&m->ref, &ropts, &m->reg, &err);

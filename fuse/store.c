@@ -627,7 +627,7 @@ static int serve(struct store *s, struct fuse_session *se, const struct sf_mount
 
 int sf_store_main(const struct sf_mount_opts *o)
 {
-	struct store s = { .ropts = { .insecure = o->insecure } };
+	struct store s = { .ropts = o->registry };
 	const char *xattr = o->overlay_xattr && strcmp(o->overlay_xattr, "user") == 0
 				    ? "user.overlay.opaque"
 				    : "trusted.overlay.opaque";
@@ -641,6 +641,7 @@ int sf_store_main(const struct sf_mount_opts *o)
 	int rc;
 	sf_ret r;
 
+	s.ropts.insecure = o->insecure; /* credentials, CAs, mirrors: as for mount */
 	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_mutex_init(&s.create_lock, NULL);

@@ -15,7 +15,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 rm -rf "$C"
-mkdir -p "$C"/{fuzz_tar,fuzz_layer_stream,fuzz_manifest,fuzz_ref,fuzz_www_auth}
+mkdir -p "$C"/{fuzz_tar,fuzz_layer_stream,fuzz_manifest,fuzz_ref,fuzz_www_auth,fuzz_regconf}
 
 # ------------------------------------------------------------ tar
 # A layer in overlay form: dirs, files, hard links, symlinks, devices,
@@ -204,3 +204,32 @@ printf '%s' '{"access_token":"abc.def-ghi_jkl~","expires_in":60}' >"$W/token-acc
 printf '%s' '{"token":"","access_token":"x"}' >"$W/token-empty"
 
 du -sh "$C"
+
+# ------------------------------------------------------------ registries.conf, auth, tokens
+G=$C/fuzz_regconf
+cat >"$G/regconf-01" <<'CONF'
+unqualified-search-registries = ["docker.io", 'quay.io',
+    "x.io",   # comment
+]
+[aliases]
+"fedora" = "registry.fedoraproject.org/fedora"
+[[registry]]
+prefix = "docker.io"
+location = "docker.io"
+[[registry.mirror]]
+location = "mirror.local:5000/hub"
+insecure = true
+[[registry.mirror]]
+location = 'second.local'
+pull-from-mirror = "digest-only"
+[[registry]]
+prefix = "*.corp.example"
+location = "harbor.corp/p"
+blocked = false
+mirror-by-digest-only = true
+[[registry]]
+location = "q\u002eio"
+CONF
+printf '[[registry]]\nprefix = "[::1]:5000"\nlocation = "[::1]:5000/ns"\n' >"$G/regconf-02"
+printf 'YWxpY2U6czNjcmV0' >"$G/auth-01"
+printf '{"token":"t","expires_in":300,"issued_at":"2024-01-01T00:00:00.5Z"}' >"$G/token-01"

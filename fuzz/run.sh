@@ -18,7 +18,7 @@ JOBS=${JOBS:-2}
 
 # target:max_len
 TARGETS=(fuzz_tar:65536 fuzz_layer_stream:65536 fuzz_manifest:16384 fuzz_ref:512
-	fuzz_www_auth:10240)
+	fuzz_www_auth:10240 fuzz_regconf:16384)
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { echo "fuzz: ERROR: $*" >&2; echo "fuzz: 0 passed, 1 failed"; exit 1; }

@@ -25,6 +25,7 @@ struct chunk {
 	int64_t due_ms; /* CH_BACKOFF: monotonic time it may start */
 	int tries;	/* failed attempts charged to the retry budget */
 	int auth_tries;
+	int hops; /* redirects followed since this chunk last got data */
 	enum chunk_state state;
 };
 
@@ -32,7 +33,9 @@ struct chunk {
 struct bstate {
 	struct sf_blob *b;
 	struct bstate *next_pending;
-	char *url;
+	char *url;	/* the registry's blob URL */
+	char *loc;	/* where it redirected to (reused for every chunk), or NULL */
+	int refusals;	/* store refusals since any chunk of the blob last got data */
 	uint64_t cs;			/* chunk size */
 	uint64_t nchunks, head, next;	/* see the invariants above */
 	struct chunk *chunks;
@@ -63,7 +66,8 @@ struct xfer {
 	enum verdict verdict;
 	int werr; /* errno of a failed spool write */
 	long status;
-	long retry_after_s; /* -1 when absent or not in seconds */
+	long retry_after_s; /* -1 when absent or unparsable */
+	bool to_store;	    /* sent to bs->loc, another origin: no Authorization */
 	char crange[128];
 	char www_auth[2048];
 	char why[WHY_MAX];
@@ -87,5 +91,12 @@ size_t fetch_on_header(char *buf, size_t size, size_t n, void *ud);
 enum verdict fetch_judge(struct xfer *x);
 /* The errno for a final HTTP error status. */
 int fetch_http_errno(long status);
+/* 301, 302, 303, 307, 308. */
+bool fetch_is_redirect(long status);
+/* Same scheme, host and port. */
+bool fetch_same_origin(const char *a, const char *b);
+/* x got a redirect: point x->bs->loc at its target (absolute, http or
+ * https).  -errno with x->why set when it cannot be followed. */
+int fetch_follow(struct xfer *x);
 
 #endif

@@ -98,7 +98,8 @@
 #define IDLE_POLL_MS 1000
 #define CURL_BUFFER_SIZE (256L * 1024)
 #define STALL_SECONDS 30L /* less than 1 byte/s for this long: retry */
-#define MAX_REDIRECTS 5L
+#define MAX_REDIRECTS 5	 /* per chunk, in a row (a redirect loop) */
+#define MAX_STORE_REFUSALS 16 /* per blob, without any data in between */
 
 /* One sf_fetcher_cancel() call waiting for the thread; on its stack. */
 struct cancel_req {
@@ -324,8 +325,13 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 	struct xfer *x = ud;
 	size_t len = size * n;
 
-	if (x->verdict == V_UNSET)
+	if (x->verdict == V_UNSET) {
 		x->verdict = fetch_judge(x);
+		if (x->verdict == V_OK) { /* the URL works */
+			x->c->hops = 0;
+			x->bs->refusals = 0;
+		}
+	}
 	switch (x->verdict) {
 	case V_OK:
 		return is_stream_xfer(x) ? stream_body(x, data, len) : chunk_body(x, data, len);
@@ -343,20 +349,17 @@ static sf_ret xfer_options(struct xfer *x)
 	CURL *e = x->easy;
 	char range[64];
 
-	curl_easy_setopt(e, CURLOPT_URL, x->bs->url);
+	const char *url = x->bs->loc ? x->bs->loc : x->bs->url;
+
+	/* Redirects are ours (fetch_follow): the target is kept for the other
+	 * chunks, and the Authorization header goes to the registry's origin
+	 * only, never to the object store or CDN a blob is redirected to. */
+	x->to_store = !fetch_same_origin(url, x->bs->url);
+	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL); /* raw bytes, ranges of them */
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(e, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
-	/* Off: curl then drops our custom Authorization header when a redirect
-	 * leads to another host, port or scheme (blob CDNs reject it anyway). */
-	curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, fetch_on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -367,7 +370,9 @@ static sf_ret xfer_options(struct xfer *x)
 		snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, x->from, x->to - 1);
 		curl_easy_setopt(e, CURLOPT_RANGE, range);
 	}
-	sf_registry_auth_header(x->bs->b->reg, x->auth, sizeof(x->auth));
+	x->auth[0] = '\0';
+	if (!x->to_store)
+		sf_registry_auth_header(x->bs->b->reg, x->auth, sizeof(x->auth));
 	if (x->auth[0]) {
 		x->hdrs = curl_slist_append(NULL, x->auth);
 		if (!x->hdrs)
@@ -493,6 +498,7 @@ static void bstate_free(struct bstate *bs)
 	if (!bs)
 		return;
 	free(bs->url);
+	free(bs->loc);
 	free(bs->chunks);
 	free(bs);
 }
@@ -544,7 +550,7 @@ static void on_unauthorized(struct sf_fetcher *f, struct xfer *x)
 		blob_fail(f, x->bs, -EACCES, "HTTP 401 after %d re-authentications", AUTH_RETRIES);
 		return;
 	}
-	r = sf_registry_reauth(x->bs->b->reg, x->www_auth, x->auth, &e);
+	r = sf_registry_reauth(x->bs->b->reg, x->www_auth[0] ? x->www_auth : NULL, x->auth, &e);
 	if (r < 0) {
 		blob_fail(f, x->bs, r, "authentication failed: %s", sf_error_text(&e, r));
 		return;
@@ -552,12 +558,60 @@ static void on_unauthorized(struct sf_fetcher *f, struct xfer *x)
 	x->c->state = CH_READY; /* again, right away, with the new token */
 }
 
+/* The object store refused a URL the registry redirected us to: it has
+ * expired (signed URLs last minutes).  Ask the registry again.  Bounded per
+ * blob, not per chunk: parallel chunks share (and use up) one URL, so a
+ * chunk may meet several expired ones while the blob makes progress. */
+static void on_store_refused(struct sf_fetcher *f, struct xfer *x)
+{
+	struct bstate *bs = x->bs;
+
+	x->c->hops = 0; /* the redirect chain ended in an answer */
+	if (++bs->refusals > MAX_STORE_REFUSALS) {
+		blob_fail(f, bs, -fetch_http_errno(x->status),
+			  "HTTP %ld from the blob store, %d times without progress", x->status,
+			  MAX_STORE_REFUSALS);
+		return;
+	}
+	if (bs->loc) { /* unless another chunk already installed a fresh one */
+		char *used = NULL;
+		curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &used);
+		if (used && !strcmp(used, bs->loc)) {
+			free(bs->loc);
+			bs->loc = NULL;
+		}
+	}
+	x->c->state = CH_READY;
+}
+
+static void on_redirect(struct sf_fetcher *f, struct xfer *x)
+{
+	int r;
+
+	if (++x->c->hops > MAX_REDIRECTS) {
+		blob_fail(f, x->bs, -EIO, "more than %d redirects", MAX_REDIRECTS);
+		return;
+	}
+	r = fetch_follow(x);
+	if (r < 0) {
+		blob_fail(f, x->bs, r, "%s", r == -ENOMEM ? "out of memory" : x->why);
+		return;
+	}
+	x->c->state = CH_READY;
+}
+
 static void on_http_error(struct sf_fetcher *f, struct xfer *x)
 {
 	char why[WHY_MAX];
 	int64_t delay = -1;
 
-	if (x->status == 401) {
+	if (x->to_store && (x->status == 400 || x->status == 401 || x->status == 403 ||
+			    x->status == 404)) {
+		on_store_refused(f, x);
+		return;
+	}
+	/* 401; or 403 without a challenge to a request with a token (ECR) */
+	if (x->status == 401 || (x->status == 403 && !x->www_auth[0] && x->auth[0])) {
 		on_unauthorized(f, x);
 		return;
 	}
@@ -616,6 +670,8 @@ static void xfer_done(struct sf_fetcher *f, struct xfer *x, CURLcode rc)
 		switch_to_stream(f, bs);
 	else if (x->verdict == V_BAD)
 		retry(f, bs, c, -1, x->why);
+	else if (x->verdict == V_DISCARD && fetch_is_redirect(x->status))
+		on_redirect(f, x);
 	else if (x->verdict == V_DISCARD && (x->status >= 400 || rc == CURLE_OK))
 		on_http_error(f, x);
 	else if (rc != CURLE_OK)

@@ -12,11 +12,15 @@
 #endif
 #include "fetch-private.h"
 
+#define RETRY_AFTER_MAX_S 1000000L /* the caller caps the wait further */
+#define LOCATION_MAX 8192
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Strict decimal: digits only, no sign, no overflow. */
 static bool parse_u64(const char *s, const char *end, uint64_t *out)
@@ -73,6 +77,25 @@ static bool header_value(const char *buf, size_t len, const char *name, char *ou
 	return true;
 }
 
+/* Retry-After: delta-seconds or an HTTP-date; seconds from now, or -1. */
+static long parse_retry_after(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *end;
+	uint64_t v;
+	time_t when, now = time(NULL);
+
+	if (parse_u64(s, s + strlen(s), &v))
+		return v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (long)v;
+	end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (!end || *end)
+		return -1;
+	when = timegm(&tm);
+	if (when <= now)
+		return 0;
+	return when - now > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (long)(when - now);
+}
+
 void fetch_response_reset(struct xfer *x)
 {
 	x->crange[0] = '\0';
@@ -85,7 +108,6 @@ size_t fetch_on_header(char *buf, size_t size, size_t n, void *ud)
 	struct xfer *x = ud;
 	size_t len = size * n;
 	char tmp[64];
-	uint64_t v;
 
 	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
 		fetch_response_reset(x); /* a new response (redirect, 100, final) */
@@ -94,9 +116,8 @@ size_t fetch_on_header(char *buf, size_t size, size_t n, void *ud)
 	else if (!x->www_auth[0] &&
 		 header_value(buf, len, "WWW-Authenticate", x->www_auth, sizeof(x->www_auth)))
 		;
-	else if (header_value(buf, len, "Retry-After", tmp, sizeof(tmp)) &&
-		 parse_u64(tmp, tmp + strlen(tmp), &v))
-		x->retry_after_s = v > 1000000 ? 1000000 : (long)v;
+	else if (header_value(buf, len, "Retry-After", tmp, sizeof(tmp)))
+		x->retry_after_s = parse_retry_after(tmp);
 	return len;
 }
 
@@ -154,4 +175,53 @@ int fetch_http_errno(long status)
 	if (status == 401 || status == 403)
 		return EACCES;
 	return EIO;
+}
+
+bool fetch_is_redirect(long status)
+{
+	return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* Length of "scheme://authority" of url, or 0. */
+static size_t origin_len(const char *url)
+{
+	const char *p = strstr(url, "://");
+
+	if (!p)
+		return 0;
+	p += 3;
+	return (size_t)(p - url) + strcspn(p, "/?#");
+}
+
+bool fetch_same_origin(const char *a, const char *b)
+{
+	size_t la = origin_len(a), lb = origin_len(b);
+
+	return la && la == lb && strncasecmp(a, b, la) == 0;
+}
+
+int fetch_follow(struct xfer *x)
+{
+	char *target = NULL, *copy;
+
+	curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &target);
+	if (!target || !*target) {
+		snprintf(x->why, sizeof(x->why), "HTTP %ld without a usable Location", x->status);
+		return -EIO;
+	}
+	if (strncasecmp(target, "https://", 8) && strncasecmp(target, "http://", 7)) {
+		snprintf(x->why, sizeof(x->why), "HTTP %ld to a URL that is not http(s)", x->status);
+		return -EIO;
+	}
+	if (strlen(target) > LOCATION_MAX) {
+		snprintf(x->why, sizeof(x->why), "HTTP %ld to a URL longer than %d bytes",
+			 x->status, LOCATION_MAX);
+		return -EIO;
+	}
+	copy = strdup(target);
+	if (!copy)
+		return -ENOMEM;
+	free(x->bs->loc);
+	x->bs->loc = copy;
+	return 0;
 }

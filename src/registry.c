@@ -1,53 +1,51 @@
-/* registry.c - the OCI distribution API, as much of it as a read-only
- * mount needs: resolve a reference to an image manifest and its config,
- * and hand the fetcher blob URLs, transport settings and auth headers.
+/* registry.c - the OCI distribution API client's handle and transport:
+ * where an image is pulled from (endpoints), how every request is made,
+ * and what the fetcher gets (blob URLs, curl settings, auth headers).
+ * Resolving is in registry_resolve.c, authentication in registry_auth.c.
+ *
+ * Endpoints.  A reference is pulled from a list of endpoints: the mirrors
+ * registries.conf gives for it (regconf.h), in order, then the registry
+ * itself (or the location registries.conf rewrites it to).  docker.io is
+ * served by registry-1.docker.io.  Each endpoint has its own credentials
+ * (auth.h: looked up once, here), its own token state and its own CA
+ * certificates (every .crt in certs.d/<host>, plus --tls-ca).
  *
  * Transport.  https://<host> always, except plain http for a loopback
- * registry (127.0.0.0/8, ::1, localhost: nobody can sit between us and it)
- * or when the user said --insecure.  docker.io is served by
- * registry-1.docker.io.  Every handle gets the same settings
- * (sf_registry_setup_curl): TLS verification on, http/https only, also
- * for redirects (blob GETs are redirected to CDNs; curl keeps our
- * Authorization header to the original host), a connect timeout and a
- * stall detector instead of an overall deadline for blob transfers.
- * Documents read into memory (manifests, configs, tokens, error bodies)
- * are capped at SF_RESPONSE_MAX.
- *
- * Resolve.  GET /v2/<repo>/manifests/<tag or digest> accepting the four
- * manifest/index types; an index is narrowed to this platform's manifest
- * (manifest.c chooses), which is fetched by digest.  Whatever was fetched
- * by digest is checked against it; a manifest fetched by tag is recorded
- * under the sha256 of its bytes.  The config blob is checked against its
- * digest and size, and its diff_ids are paired with the layers.
- *
- * Auth.  Anonymous only.  A 401 carries "WWW-Authenticate: Bearer
- * realm=..,service=..,scope=.."; we GET realm?service=..&scope=.. for an
- * anonymous token and retry once with "Authorization: Bearer <token>".
- * The header lives under `lock`; refreshes are serialised by
- * `refresh_lock`, and a refresh asked for with a header that is no longer
- * current returns at once, so a burst of 401s from the fetcher costs one
- * token request.  Tokens never appear in messages.
+ * host (127.0.0.0/8, ::1, localhost: nobody can sit between us and it)
+ * for which no CA certificate is configured, when the user said --insecure, or for an endpoint registries.conf marks
+ * insecure.  Every handle gets the same settings (sf_registry_setup_curl):
+ * TLS verification on with the system store plus the endpoint's CAs,
+ * http/https only, a connect timeout and a stall detector instead of an
+ * overall deadline for blob transfers.  Redirects are followed by curl
+ * for small documents (manifests, configs: curl drops our Authorization
+ * header on a host change); the fetcher follows blob redirects itself
+ * (fetch_http.c).  Documents read into memory (manifests, configs, tokens,
+ * error bodies) are capped at SF_RESPONSE_MAX.
  *
  * Messages name the reference and, for HTTP errors, carry the registry's
  * own error message: "127.0.0.1:5000/library/nope:latest: manifest unknown
  * (HTTP 404)"; transport failures name the host:
  * "cannot reach registry 127.0.0.1:1: Couldn't connect to server".
+ * Secrets (passwords, tokens, Authorization lines) never reach a message;
+ * the optional request trace ($SOCI_FUSE_DEBUG_HTTP=1) redacts them.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
-#include "registry.h"
+#include "registry-private.h"
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
 
-#include "digest.h"
-#include "manifest.h"
+#include "regconf.h"
 
 #ifdef PACKAGE_VERSION
 #define SF_VERSION PACKAGE_VERSION
@@ -61,37 +59,12 @@
 #define SF_LOW_SPEED_BYTES 1L			/* slower than this many bytes/s ... */
 #define SF_LOW_SPEED_TIME_S 30L			/* ... for this long: stalled, abort */
 #define SF_MAX_REDIRECTS 10L
-#define SF_RESPONSE_MAX SF_MANIFEST_MAX_SIZE	/* any response read into memory */
-#define SF_AUTH_LINE_MAX 8192			/* "Authorization: Bearer <token>" */
 #define SF_REGISTRY_MSG_MAX 300			/* registry's error text we quote */
 #define SF_BUF_MIN 4096
-
-#define ACCEPT_MANIFEST "Accept: " SF_MANIFEST_ACCEPT
-#define ACCEPT_JSON "Accept: application/json"
-#define BEARER_PREFIX "Authorization: Bearer "
-
-struct sf_registry {
-	struct sf_ref ref;
-	char *ref_str;	/* normalised reference, for messages */
-	char *api_host; /* host[:port] we talk to */
-	char *base;	/* "https://host[:port]" */
-	char *peer;	/* "registry host[:port]", for messages */
-	bool plain_http;
-	char *os, *arch, *variant;
-	long connect_timeout_s;
-	pthread_mutex_t lock;	      /* guards auth */
-	pthread_mutex_t refresh_lock; /* one token request at a time */
-	char *auth;		      /* "Authorization: Bearer ..." or NULL */
-};
-
-struct http_resp {
-	long status;
-	char *body; /* NUL-terminated, NULL when empty */
-	size_t len, cap;
-	bool too_big, nomem;
-	char *content_type;
-	char *www_auth;
-};
+#define SF_MAX_ENDPOINTS 16			/* mirrors + the registry */
+#define SF_TRANSIENT_RETRIES 4			/* 429, 5xx, resets of one document GET */
+#define SF_BACKOFF_BASE_MS 250
+#define SF_RETRY_AFTER_MAX_S 10			/* longer waits: give up instead */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -100,8 +73,7 @@ static void curl_init_once(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-__attribute__((format(printf, 1, 2)))
-static char *xfmt(const char *fmt, ...)
+char *sf_reg_xfmt(const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -117,10 +89,20 @@ static char *xfmt(const char *fmt, ...)
 	va_end(ap);
 	return s;
 }
+#define xfmt sf_reg_xfmt
 
-static sf_ret oom(struct sf_error *err)
+sf_ret sf_reg_oom(struct sf_error *err)
 {
 	return sf_fail(err, ENOMEM, "out of memory");
+}
+#define oom sf_reg_oom
+
+int64_t sf_reg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static char *dup_or_null(const char *s)
@@ -130,7 +112,7 @@ static char *dup_or_null(const char *s)
 
 /* ---- HTTP ---- */
 
-static void resp_clear(struct http_resp *r)
+void sf_reg_resp_clear(struct http_resp *r)
 {
 	free(r->body);
 	free(r->content_type);
@@ -206,9 +188,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 		free(r->www_auth);
 		r->content_type = r->www_auth = NULL;
 		r->len = 0;
+		r->retry_after_s = -1;
 	} else if ((v = header_value(p, len, "Content-Type"))) {
 		free(r->content_type);
 		r->content_type = v;
+	} else if ((v = header_value(p, len, "Retry-After"))) {
+		char *end;
+		long s = strtol(v, &end, 10);
+		r->retry_after_s = end != v && !*end && s >= 0 ? s : -1; /* dates: backoff */
+		free(v);
 	} else if ((v = header_value(p, len, "WWW-Authenticate"))) {
 		if (!r->www_auth || (!starts_bearer(r->www_auth) && starts_bearer(v))) {
 			free(r->www_auth);
@@ -247,8 +235,8 @@ bool sf_registry_unreachable(sf_ret r)
 	return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ETIMEDOUT;
 }
 
-static sf_ret transport_error(struct sf_registry *r, CURLcode rc, const char *errbuf,
-			      const char *peer, const struct http_resp *resp,
+static sf_ret transport_error(struct sf_registry *r, struct sf_endpoint *ep, CURLcode rc,
+			      const char *errbuf, const char *peer, const struct http_resp *resp,
 			      struct sf_error *err)
 {
 	const char *what = curl_easy_strerror(rc);
@@ -261,8 +249,10 @@ static sf_ret transport_error(struct sf_registry *r, CURLcode rc, const char *er
 	if (is_tls_error(rc))
 		return sf_fail(err, EIO, "TLS error talking to %s: %s%s", peer,
 			       *errbuf ? errbuf : what,
-			       rc == CURLE_SSL_CONNECT_ERROR && !r->plain_http
-				       ? " (a plain-HTTP registry needs --insecure)" : "");
+			       rc == CURLE_SSL_CONNECT_ERROR && !ep->plain_http
+				       ? " (a plain-HTTP registry needs --insecure)"
+				       : rc == CURLE_PEER_FAILED_VERIFICATION
+				       ? " (a private CA: --tls-ca FILE or certs.d)" : "");
 	if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
 	    rc == CURLE_COULDNT_RESOLVE_PROXY)
 		return sf_fail(err, curl_errno(rc), "cannot reach %s: %s", peer, what);
@@ -285,10 +275,23 @@ static struct curl_slist *request_headers(const char *accept, const char *auth)
 	return h;
 }
 
-/* One GET of url into resp.  Non-2xx statuses are not errors here. */
-static sf_ret http_do(struct sf_registry *r, const char *url, const char *accept,
-		      const char *auth, const char *peer, struct http_resp *resp,
-		      struct sf_error *err)
+static void trace(const char *method, const char *url, const char *auth, long status)
+{
+	char red[128];
+	const char *q;
+
+	if (!getenv("SOCI_FUSE_DEBUG_HTTP"))
+		return;
+	sf_reg_redact(auth ? auth : "", red, sizeof(red));
+	q = strchr(url, '?'); /* token requests carry no secret there, but signed URLs do */
+	fprintf(stderr, "soci-fuse: http: %s %.*s%s [%s] -> %ld\n", method,
+		(int)(q ? q - url : (ptrdiff_t)strlen(url)), url, q ? "?<query>" : "",
+		*red ? red : "anonymous", status);
+}
+
+sf_ret sf_reg_http(struct sf_registry *r, struct sf_endpoint *ep, const char *url,
+		   const char *accept, const char *auth, const char *form, const char *peer,
+		   struct http_resp *resp, struct sf_error *err)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = request_headers(accept, auth);
@@ -296,13 +299,13 @@ static sf_ret http_do(struct sf_registry *r, const char *url, const char *accept
 	CURLcode rc;
 	sf_ret ret = 0;
 
-	resp_clear(resp);
+	sf_reg_resp_clear(resp);
 	if (!c || (!hdrs && (accept || (auth && *auth)))) {
 		curl_slist_free_all(hdrs);
 		curl_easy_cleanup(c);
 		return oom(err);
 	}
-	sf_registry_setup_curl(r, c);
+	sf_registry_setup_curl_ep(r, ep, c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)SF_REQUEST_TIMEOUT_S);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
@@ -311,29 +314,71 @@ static sf_ret http_do(struct sf_registry *r, const char *url, const char *accept
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
+	if (form)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
 	rc = curl_easy_perform(c);
+	resp->broken = rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
+		       rc == CURLE_PARTIAL_FILE || rc == CURLE_GOT_NOTHING || rc == CURLE_HTTP2 ||
+		       rc == CURLE_HTTP2_STREAM;
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
 	else
-		ret = transport_error(r, rc, errbuf, peer, resp, err);
+		ret = transport_error(r, ep, rc, errbuf, peer, resp, err);
+	trace(form ? "POST" : "GET", url, auth, resp->status);
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(c);
 	return ret;
 }
 
-/* GET from the registry, answering one 401 challenge with a token. */
-static sf_ret registry_get(struct sf_registry *r, const char *url, const char *accept,
-			   struct http_resp *resp, struct sf_error *err)
+static bool transient(sf_ret ret, const struct http_resp *resp)
+{
+	if (ret < 0) /* a reset; not TLS, not "unreachable" (offline fallback) */
+		return resp->broken;
+	return resp->status == 429 || resp->status == 500 || resp->status == 502 ||
+	       resp->status == 503 || resp->status == 504;
+}
+
+/* Wait before retry number `tries` (1-based) of a transient failure; false
+ * when the server asks for longer than we are willing to wait. */
+static bool transient_wait(const struct http_resp *resp, int tries)
+{
+	long ms = (long)SF_BACKOFF_BASE_MS << (tries - 1);
+
+	if (resp->status == 429 && resp->retry_after_s > SF_RETRY_AFTER_MAX_S)
+		return false;
+	if (resp->status == 429 && resp->retry_after_s >= 0)
+		ms = resp->retry_after_s * 1000;
+	usleep((useconds_t)ms * 1000);
+	return true;
+}
+
+/* GET from endpoint ep, answering one 401 challenge (or an ECR-style 403
+ * without one, to a request that carried a token) with fresh credentials,
+ * and retrying 429 (Retry-After), 5xx and resets a few times. */
+sf_ret sf_reg_get(struct sf_registry *r, struct sf_endpoint *ep, const char *url,
+		  const char *accept, struct http_resp *resp, struct sf_error *err)
 {
 	char auth[SF_AUTH_LINE_MAX];
+	int tries = 0;
 	sf_ret ret;
 
 	for (int attempt = 0;; attempt++) {
-		sf_registry_auth_header(r, auth, sizeof(auth));
-		ret = http_do(r, url, accept, auth, r->peer, resp, err);
-		if (ret < 0 || resp->status != 401 || !resp->www_auth || attempt > 0)
+		bool challenged, forbidden;
+
+		sf_reg_auth_header(r, ep, auth, sizeof(auth));
+		ret = sf_reg_http(r, ep, url, accept, auth, NULL, ep->peer, resp, err);
+		if (transient(ret, resp) && tries < SF_TRANSIENT_RETRIES &&
+		    transient_wait(resp, ++tries)) {
+			attempt--; /* not an auth round */
+			continue;
+		}
+		if (ret < 0 || attempt > 0)
 			return ret;
-		ret = sf_registry_reauth(r, resp->www_auth, auth, err);
+		challenged = resp->status == 401 && resp->www_auth;
+		forbidden = resp->status == 403 && !resp->www_auth && auth[0];
+		if (!challenged && !forbidden)
+			return 0;
+		ret = sf_reg_reauth(r, ep, challenged ? resp->www_auth : NULL, auth, err);
 		if (ret < 0)
 			return ret;
 	}
@@ -350,458 +395,24 @@ static int status_errno(long status)
 	return EIO;
 }
 
-/* 200, or a one-line error with the registry's own message. */
-static sf_ret check_status(struct sf_registry *r, const struct http_resp *resp,
-			   const char *what, struct sf_error *err)
+sf_ret sf_reg_check_status(struct sf_registry *r, struct sf_endpoint *ep,
+			   const struct http_resp *resp, const char *what, struct sf_error *err)
 {
 	char msg[SF_REGISTRY_MSG_MAX];
 	bool denied = resp->status == 401 || resp->status == 403;
+	const char *hint = "";
 
 	if (resp->status == 200)
 		return 0;
 	if (!sf_parse_registry_error(resp->body, resp->len, msg, sizeof(msg)))
 		snprintf(msg, sizeof(msg), "%s", denied ? "access denied" : "request failed");
-	return sf_fail(err, status_errno(resp->status), "%s: %s%s (HTTP %ld)%s", r->ref_str,
-		       what, msg, resp->status,
-		       denied ? "; the repository may not exist, or it needs credentials "
-				"(only anonymous pulls are supported)" : "");
-}
-
-/* ---- auth ---- */
-
-static char *url_escape(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	char *out = malloc(3 * strlen(s) + 1), *w = out;
-
-	if (!out)
-		return NULL;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    strchr("-._~", c)) {
-			*w++ = (char)c;
-		} else {
-			*w++ = '%';
-			*w++ = hex[c >> 4];
-			*w++ = hex[c & 15];
-		}
-	}
-	*w = '\0';
-	return out;
-}
-
-/* "auth server <host>" for messages, from a realm URL. */
-static char *realm_peer(const char *realm)
-{
-	const char *h = strstr(realm, "://");
-	size_t n;
-
-	h = h ? h + 3 : realm;
-	n = strcspn(h, "/?#");
-	for (size_t i = 0; i < n; i++)
-		if (h[i] <= 0x20 || h[i] >= 0x7f)
-			return strdup("auth server");
-	return xfmt("auth server %.*s", (int)(n > 200 ? 200 : n), h);
-}
-
-static sf_ret check_realm(struct sf_registry *r, const char *realm, struct sf_error *err)
-{
-	if (!realm || !*realm)
-		return sf_fail(err, EACCES, "%s: Bearer challenge without a realm", r->peer);
-	if (strncasecmp(realm, "https://", 8) == 0)
-		return 0;
-	if (strncasecmp(realm, "http://", 7) == 0 && r->plain_http)
-		return 0;
-	return sf_fail(err, EACCES, "%s: refusing token realm that is not %s",
-		       r->peer, r->plain_http ? "an http(s) URL" : "https");
-}
-
-static char *token_url(struct sf_registry *r, const struct sf_auth_challenge *ch)
-{
-	_cleanup_free_ char *scope_default = xfmt("repository:%s:pull", r->ref.repository);
-	const char *scope = ch->scope ? ch->scope : scope_default;
-	_cleanup_free_ char *svc = ch->service ? url_escape(ch->service) : NULL;
-	_cleanup_free_ char *sc = scope ? url_escape(scope) : NULL;
-	char sep = strchr(ch->realm, '?') ? '&' : '?';
-
-	if (!sc || (ch->service && !svc))
-		return NULL;
-	if (svc)
-		return xfmt("%s%cservice=%s&scope=%s", ch->realm, sep, svc, sc);
-	return xfmt("%s%cscope=%s", ch->realm, sep, sc);
-}
-
-static sf_ret fetch_token(struct sf_registry *r, const struct sf_auth_challenge *ch,
-			  char **token, struct sf_error *err)
-{
-	_cleanup_free_ char *url = NULL, *peer = NULL;
-	struct http_resp resp = { 0 };
-	sf_ret ret = check_realm(r, ch->realm, err);
-
-	if (ret < 0)
-		return ret;
-	url = token_url(r, ch);
-	peer = realm_peer(ch->realm);
-	if (!url || !peer)
-		return oom(err);
-	ret = http_do(r, url, ACCEPT_JSON, NULL, peer, &resp, err);
-	if (ret == 0 && resp.status != 200)
-		ret = check_status(r, &resp, "anonymous token request: ", err);
-	if (ret == 0) {
-		ret = sf_parse_token_response(resp.body, resp.len, token, err);
-		if (ret < 0)
-			sf_error_prefix(err, "%s: %s", r->ref_str, peer);
-	}
-	resp_clear(&resp);
-	return ret;
-}
-
-static sf_ret use_challenge(struct sf_registry *r, const struct sf_auth_challenge *ch,
-			    char **header, struct sf_error *err)
-{
-	_cleanup_free_ char *token = NULL;
-	sf_ret ret;
-
-	if (!strcasecmp(ch->scheme, "Basic"))
-		return sf_fail(err, EACCES, "%s requires a login (HTTP Basic authentication); "
-			       "only anonymous pulls are supported", r->peer);
-	if (strcasecmp(ch->scheme, "Bearer"))
-		return sf_fail(err, EACCES, "%s: unsupported authentication scheme \"%.40s\"",
-			       r->peer, ch->scheme);
-	ret = fetch_token(r, ch, &token, err);
-	if (ret < 0)
-		return ret;
-	*header = xfmt(BEARER_PREFIX "%s", token);
-	return *header ? 0 : oom(err);
-}
-
-static bool auth_is(struct sf_registry *r, const char *header)
-{
-	bool same;
-
-	pthread_mutex_lock(&r->lock);
-	same = strcmp(r->auth ? r->auth : "", header ? header : "") == 0;
-	pthread_mutex_unlock(&r->lock);
-	return same;
-}
-
-sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
-			  const char *failed_header, struct sf_error *err)
-{
-	struct sf_auth_challenge ch = { 0 };
-	char *header = NULL;
-	sf_ret ret = 0;
-
-	pthread_mutex_lock(&r->refresh_lock);
-	if (!auth_is(r, failed_header))
-		goto out; /* someone refreshed it since that request */
-	ret = sf_parse_www_authenticate(www_authenticate, &ch, err);
-	if (ret < 0) {
-		sf_error_prefix(err, "%s", r->peer);
-		goto out;
-	}
-	ret = use_challenge(r, &ch, &header, err);
-	if (ret == 0) {
-		pthread_mutex_lock(&r->lock);
-		free(r->auth);
-		r->auth = header;
-		pthread_mutex_unlock(&r->lock);
-	}
-out:
-	sf_auth_challenge_clear(&ch);
-	pthread_mutex_unlock(&r->refresh_lock);
-	return ret;
-}
-
-void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len)
-{
-	if (!len)
-		return;
-	pthread_mutex_lock(&r->lock);
-	if (r->auth && strlen(r->auth) < len)
-		memcpy(buf, r->auth, strlen(r->auth) + 1);
-	else
-		buf[0] = '\0';
-	pthread_mutex_unlock(&r->lock);
-}
-
-/* ---- resolve ---- */
-
-struct fetched {
-	char *body;
-	size_t len;
-	char digest[SF_DIGEST_STR_LEN + 1]; /* sha256 of body */
-};
-
-static sf_ret verify_digest(struct sf_registry *r, const char *what, struct fetched *f,
-			    const char *expect, struct sf_error *err)
-{
-	sf_sha256_buf(f->body ? f->body : "", f->len, f->digest);
-	if (!expect || strcmp(expect, f->digest) == 0)
-		return 0;
-	return sf_fail(err, EIO, "%s: %s digest mismatch: expected %s, got %s", r->ref_str, what,
-		       expect, f->digest);
-}
-
-/* GET a manifest by tag or digest; expect = the digest it must have. */
-static sf_ret fetch_manifest(struct sf_registry *r, const char *reference, const char *expect,
-			     struct fetched *f, struct sf_manifest *m, struct sf_error *err)
-{
-	_cleanup_free_ char *url = xfmt("%s/v2/%s/manifests/%s", r->base, r->ref.repository,
-					reference);
-	_cleanup_free_ char *what = NULL;
-	struct http_resp resp = { 0 };
-	bool child = expect && (!r->ref.digest || strcmp(expect, r->ref.digest));
-	sf_ret ret;
-
-	if (!url || !(what = child ? xfmt("manifest %s: ", expect) : strdup("")))
-		return oom(err);
-	ret = registry_get(r, url, ACCEPT_MANIFEST, &resp, err);
-	if (ret == 0)
-		ret = check_status(r, &resp, what, err);
-	f->body = steal_pointer(&resp.body);
-	f->len = resp.len;
-	if (ret == 0)
-		ret = verify_digest(r, "manifest", f, expect, err);
-	if (ret == 0) {
-		ret = sf_manifest_parse(resp.content_type, f->body, f->len, m, err);
-		if (ret < 0)
-			sf_error_prefix(err, "%s: manifest %s", r->ref_str, f->digest);
-	}
-	resp_clear(&resp);
-	return ret;
-}
-
-static sf_ret follow_index(struct sf_registry *r, struct fetched *doc, struct sf_manifest *m,
-			   struct sf_error *err)
-{
-	struct sf_platform want = { r->os, r->arch, r->variant };
-	const struct sf_index_entry *e;
-	struct sf_manifest child = { 0 };
-	struct fetched cf = { 0 };
-	_cleanup_free_ char *digest = NULL;
-	sf_ret ret = sf_index_select(m, &want, &e, err);
-
-	if (ret < 0) {
-		sf_error_prefix(err, "%s", r->ref_str);
-		return ret;
-	}
-	if (e->desc.size > SF_RESPONSE_MAX)
-		return sf_fail(err, EFBIG, "%s: manifest %s is %llu bytes, over the limit",
-			       r->ref_str, e->desc.digest, (unsigned long long)e->desc.size);
-	digest = strdup(e->desc.digest);
-	if (!digest)
-		return oom(err);
-	ret = fetch_manifest(r, digest, digest, &cf, &child, err);
-	if (ret == 0 && cf.len != e->desc.size)
-		ret = sf_fail(err, EIO, "%s: manifest %s is %zu bytes, the index says %llu",
-			      r->ref_str, digest, cf.len, (unsigned long long)e->desc.size);
-	if (ret == 0 && child.kind != SF_KIND_IMAGE)
-		ret = sf_fail(err, ENOTSUP, "%s: index entry %s is itself an index "
-			      "(nested indexes are not supported)", r->ref_str, digest);
-	if (ret < 0) {
-		free(cf.body);
-		sf_manifest_clear(&child);
-		return ret;
-	}
-	sf_manifest_clear(m);
-	*m = child;
-	free(doc->body);
-	*doc = cf;
-	return 0;
-}
-
-static sf_ret resolve_manifest(struct sf_registry *r, struct sf_image *img,
-			       struct sf_manifest *m, struct sf_error *err)
-{
-	const char *reference = r->ref.digest ? r->ref.digest : r->ref.tag;
-	struct fetched f = { 0 };
-	sf_ret ret = fetch_manifest(r, reference, r->ref.digest, &f, m, err);
-
-	if (ret == 0 && m->kind == SF_KIND_INDEX)
-		ret = follow_index(r, &f, m, err);
-	if (ret == 0) {
-		img->manifest_digest = strdup(f.digest);
-		img->manifest_json = f.body ? steal_pointer(&f.body) : strdup("");
-		if (!img->manifest_digest || !img->manifest_json)
-			ret = oom(err);
-	}
-	free(f.body);
-	return ret;
-}
-
-static sf_ret fetch_config(struct sf_registry *r, struct sf_image *img,
-			   const struct sf_manifest *m, struct fetched *f, struct sf_error *err)
-{
-	const struct sf_descriptor *c = &m->config;
-	_cleanup_free_ char *url = sf_registry_blob_url(r, c->digest);
-	struct http_resp resp = { 0 };
-	sf_ret ret;
-
-	if (c->size > SF_RESPONSE_MAX)
-		return sf_fail(err, EFBIG, "%s: config %s is %llu bytes, over the limit of %u",
-			       r->ref_str, c->digest, (unsigned long long)c->size, SF_RESPONSE_MAX);
-	if (!url)
-		return oom(err);
-	ret = registry_get(r, url, NULL, &resp, err);
-	if (ret == 0)
-		ret = check_status(r, &resp, "config blob: ", err);
-	f->body = steal_pointer(&resp.body);
-	f->len = resp.len;
-	resp_clear(&resp);
-	if (ret == 0)
-		ret = verify_digest(r, "config", f, c->digest, err);
-	if (ret == 0 && f->len != c->size)
-		ret = sf_fail(err, EIO, "%s: config %s is %zu bytes, the manifest says %llu",
-			      r->ref_str, c->digest, f->len, (unsigned long long)c->size);
-	if (ret == 0 && !(img->config_digest = strdup(c->digest)))
-		ret = oom(err);
-	return ret;
-}
-
-static sf_ret fill_layer(const char *ref_str, struct sf_layer_desc *l,
-			 struct sf_descriptor *d, char **diff_id, struct sf_error *err)
-{
-	sf_ret ret;
-
-	l->digest = steal_pointer(&d->digest);
-	l->media_type = steal_pointer(&d->media_type);
-	l->size = d->size;
-	l->diff_id = steal_pointer(diff_id);
-	ret = sf_compression_from_media_type(l->media_type, &l->compression, err);
-	if (ret < 0)
-		sf_error_prefix(err, "%s: layer %s", ref_str, l->digest);
-	return ret;
-}
-
-static sf_ret fill_layers(const char *ref_str, struct sf_image *img, struct sf_manifest *m,
-			  struct sf_image_config *cfg, struct sf_error *err)
-{
-	img->layers = calloc(m->n_layers ? m->n_layers : 1, sizeof(*img->layers));
-	if (!img->layers)
-		return oom(err);
-	for (size_t i = 0; i < m->n_layers; i++) {
-		img->n_layers++;
-		sf_ret ret =
-			fill_layer(ref_str, &img->layers[i], &m->layers[i], &cfg->diff_ids[i], err);
-		if (ret < 0)
-			return ret;
-	}
-	return 0;
-}
-
-static sf_ret resolve_config(struct sf_registry *r, struct sf_image *img,
-			     struct sf_manifest *m, struct sf_error *err)
-{
-	struct sf_image_config cfg = { 0 };
-	struct fetched f = { 0 };
-	sf_ret ret = fetch_config(r, img, m, &f, err);
-
-	if (ret == 0) {
-		ret = sf_config_parse(f.body, f.len, m->n_layers, &cfg, err);
-		if (ret < 0)
-			sf_error_prefix(err, "%s: config %s", r->ref_str, m->config.digest);
-	}
-	if (ret == 0)
-		ret = fill_layers(r->ref_str, img, m, &cfg, err);
-	if (ret == 0)
-		img->config_json = steal_pointer(&f.body);
-	sf_image_config_clear(&cfg);
-	free(f.body);
-	return ret;
-}
-
-sf_ret sf_registry_resolve(struct sf_registry *r, struct sf_image *img, struct sf_error *err)
-{
-	struct sf_manifest m = { 0 };
-	sf_ret ret = 0;
-
-	memset(img, 0, sizeof(*img));
-	img->ref = strdup(r->ref_str);
-	if (!img->ref)
-		ret = oom(err);
-	if (ret == 0)
-		ret = resolve_manifest(r, img, &m, err);
-	if (ret == 0)
-		ret = resolve_config(r, img, &m, err);
-	sf_manifest_clear(&m);
-	if (ret < 0)
-		sf_image_clear(img);
-	return ret;
-}
-
-/* The documents were checked when they were first fetched; check their
- * digests again anyway, since they come back from a file. */
-static sf_ret image_from_documents(struct sf_image *img, const char *manifest_digest,
-				   const char *manifest_json, const char *config_json,
-				   struct sf_manifest *m, struct sf_error *err)
-{
-	struct sf_image_config cfg = { 0 };
-	char got[SF_DIGEST_STR_LEN + 1];
-	sf_ret ret;
-
-	sf_sha256_buf(manifest_json, strlen(manifest_json), got);
-	if (strcmp(got, manifest_digest) != 0)
-		return sf_fail(err, EIO, "%s: saved manifest does not match %s", img->ref,
-			       manifest_digest);
-	ret = sf_manifest_parse(NULL, manifest_json, strlen(manifest_json), m, err);
-	if (ret == 0 && m->kind != SF_KIND_IMAGE)
-		ret = sf_fail(err, EBADMSG, "%s: saved manifest is not an image manifest", img->ref);
-	if (ret < 0)
-		return ret;
-	sf_sha256_buf(config_json, strlen(config_json), got);
-	if (strcmp(got, m->config.digest) != 0)
-		return sf_fail(err, EIO, "%s: saved config does not match %s", img->ref,
-			       m->config.digest);
-	ret = sf_config_parse(config_json, strlen(config_json), m->n_layers, &cfg, err);
-	if (ret == 0)
-		ret = fill_layers(img->ref, img, m, &cfg, err);
-	sf_image_config_clear(&cfg);
-	return ret;
-}
-
-sf_ret sf_image_from_documents(const char *ref, const char *manifest_digest,
-			       const char *manifest_json, const char *config_json,
-			       struct sf_image *img, struct sf_error *err)
-{
-	struct sf_manifest m = { 0 };
-	sf_ret ret;
-
-	memset(img, 0, sizeof(*img));
-	img->ref = strdup(ref);
-	img->manifest_digest = strdup(manifest_digest);
-	img->manifest_json = strdup(manifest_json);
-	img->config_json = strdup(config_json);
-	if (!img->ref || !img->manifest_digest || !img->manifest_json || !img->config_json)
-		ret = oom(err);
-	else
-		ret = image_from_documents(img, manifest_digest, manifest_json, config_json, &m,
-					   err);
-	if (ret == 0 && !(img->config_digest = strdup(m.config.digest)))
-		ret = oom(err);
-	sf_manifest_clear(&m);
-	if (ret < 0)
-		sf_image_clear(img);
-	return ret;
-}
-
-void sf_image_clear(struct sf_image *img)
-{
-	if (!img)
-		return;
-	free(img->ref);
-	free(img->manifest_digest);
-	free(img->manifest_json);
-	free(img->config_digest);
-	free(img->config_json);
-	for (size_t i = 0; i < img->n_layers; i++) {
-		free(img->layers[i].digest);
-		free(img->layers[i].media_type);
-		free(img->layers[i].diff_id);
-	}
-	free(img->layers);
-	memset(img, 0, sizeof(*img));
+	if (denied && !sf_creds_present(&ep->creds))
+		hint = "; the repository may not exist, or it needs credentials (none found for "
+		       "this registry: podman login, --authfile)";
+	else if (denied)
+		hint = "; the credentials may lack access";
+	return sf_fail(err, status_errno(resp->status), "%s: %s%s%s (HTTP %ld)%s", r->ref_str,
+		       ep->mirror ? "mirror: " : "", what, msg, resp->status, hint);
 }
 
 /* ---- the handle ---- */
@@ -823,6 +434,10 @@ static sf_ret copy_ref(const struct sf_ref *src, struct sf_ref *dst, struct sf_e
 static sf_ret copy_opts(struct sf_registry *r, const struct sf_registry_opts *o,
 			struct sf_error *err)
 {
+	const char *stall = getenv("SOCI_FUSE_STALL_TIMEOUT"); /* a knob for tests */
+	long v = stall ? strtol(stall, NULL, 10) : 0;
+
+	r->stall_s = v > 0 && v <= 3600 ? v : SF_LOW_SPEED_TIME_S;
 	r->connect_timeout_s = SF_CONNECT_TIMEOUT_S;
 	if (!o)
 		return 0;
@@ -836,16 +451,143 @@ static sf_ret copy_opts(struct sf_registry *r, const struct sf_registry_opts *o,
 	return 0;
 }
 
-static sf_ret init_names(struct sf_registry *r, bool insecure, struct sf_error *err)
+/* Fill endpoint ep for name (a registry name as written: "docker.io",
+ * "m:5000") and repository (stolen). */
+static sf_ret endpoint_init(struct sf_endpoint *ep, const char *name, char *repository,
+			    bool mirror, bool insecure, const struct sf_registry_opts *o,
+			    struct sf_error *err)
 {
-	r->plain_http = insecure || sf_ref_is_loopback(&r->ref);
-	r->ref_str = sf_ref_format(&r->ref);
-	r->api_host = sf_ref_api_host(&r->ref);
-	if (!r->ref_str || !r->api_host)
+	struct sf_ref tmp = { .registry = (char *)name };
+	struct sf_auth_opts ao = { .authfile = o ? o->authfile : NULL, .creds = o ? o->creds : NULL };
+	size_t ca_len;
+	sf_ret ret;
+
+	pthread_mutex_init(&ep->lock, NULL);
+	pthread_mutex_init(&ep->refresh_lock, NULL);
+	ep->repository = repository;
+	ep->mirror = mirror;
+	ep->host = sf_ref_api_host(&tmp);
+	ep->peer = xfmt("%s %s", mirror ? "mirror" : "registry", ep->host ? ep->host : name);
+	if (!ep->host || !ep->repository || !ep->peer)
 		return oom(err);
-	r->base = xfmt("%s://%s", r->plain_http ? "http" : "https", r->api_host);
-	r->peer = xfmt("registry %s", r->api_host);
-	return r->base && r->peer ? 0 : oom(err);
+	ret = sf_auth_lookup(&ao, name, repository, &ep->creds, err);
+	if (ret == 0)
+		ret = sf_certs_for_host(ep->host, o ? o->certs_dirs : NULL, o ? o->tls_ca : NULL,
+					&ep->ca_pem, &ca_len, err);
+	if (ret < 0) {
+		sf_error_prefix(err, "%s", ep->peer);
+		return ret;
+	}
+	ep->ca_len = ca_len;
+	/* A loopback registry speaks plain HTTP unless a CA was configured for
+	 * it (certs.d or --tls-ca): then the user evidently serves TLS there. */
+	ep->plain_http = insecure || (sf_ref_is_loopback(&tmp) && !ep->ca_pem);
+	ep->base = xfmt("%s://%s", ep->plain_http ? "http" : "https", ep->host);
+	return ep->base ? 0 : oom(err);
+}
+
+static void endpoint_clear(struct sf_endpoint *ep)
+{
+	free(ep->host);
+	free(ep->base);
+	free(ep->repository);
+	free(ep->peer);
+	free(ep->ca_pem);
+	sf_creds_clear(&ep->creds);
+	if (ep->auth)
+		explicit_bzero(ep->auth, strlen(ep->auth));
+	free(ep->auth);
+	free(ep->challenge);
+	pthread_mutex_destroy(&ep->lock);
+	pthread_mutex_destroy(&ep->refresh_lock);
+}
+
+/* As ssh-agent does: a process that holds a password leaves no core dump
+ * (and cannot be ptraced by its user).  Not under AddressSanitizer, whose
+ * leak checker must ptrace the process at exit. */
+static void no_core_dumps(void)
+{
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SF_ASAN 1
+#endif
+#endif
+#if !defined(__SANITIZE_ADDRESS__) && !defined(SF_ASAN)
+	prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L);
+#endif
+}
+
+static bool use_mirror(const struct sf_regconf_entry *e, const struct sf_mirror *m,
+		       const struct sf_ref *ref)
+{
+	const char *pf = m->pull_from ? m->pull_from : "all";
+
+	if (!ref->digest && e->mirror_by_digest_only)
+		return false;
+	if (!strcmp(pf, "digest-only"))
+		return ref->digest != NULL;
+	if (!strcmp(pf, "tag-only"))
+		return ref->digest == NULL;
+	return true;
+}
+
+static sf_ret add_endpoint(struct sf_registry *r, const struct sf_regconf_entry *e,
+			   const char *loc, bool mirror, bool insecure,
+			   const struct sf_registry_opts *o, struct sf_error *err)
+{
+	char *host = NULL, *repo = NULL;
+	sf_ret ret;
+
+	if (r->n_eps == SF_MAX_ENDPOINTS)
+		return sf_fail(err, E2BIG, "%s: more than %d mirrors", r->ref_str,
+			       SF_MAX_ENDPOINTS - 1);
+	if (e) {
+		ret = sf_regconf_rewrite(e, loc, r->ref.registry, r->ref.repository, &host, &repo,
+					 err);
+		if (ret < 0)
+			return ret;
+	} else if (!(host = strdup(r->ref.registry)) || !(repo = strdup(r->ref.repository))) {
+		free(host);
+		return oom(err);
+	}
+	ret = endpoint_init(&r->eps[r->n_eps++], host, repo, mirror, insecure, o, err);
+	free(host);
+	return ret;
+}
+
+/* Mirrors from registries.conf, then the registry. */
+static sf_ret init_endpoints(struct sf_registry *r, const struct sf_registry_opts *o,
+			     struct sf_error *err)
+{
+	const char *path = o && o->registries_conf ? o->registries_conf : SF_REGCONF_DEFAULT;
+	bool insecure = o && o->insecure;
+	const struct sf_regconf_entry *e;
+	struct sf_regconf conf;
+	sf_ret ret = sf_regconf_load_all(path, o && o->registries_conf, &conf, err);
+
+	if (ret < 0)
+		return ret;
+	r->eps = calloc(SF_MAX_ENDPOINTS, sizeof(*r->eps));
+	if (!r->eps) {
+		sf_regconf_clear(&conf);
+		return oom(err);
+	}
+	e = sf_regconf_find(&conf, r->ref.registry, r->ref.repository);
+	if (e && e->blocked)
+		ret = sf_fail(err, EACCES, "%s: blocked by %s", r->ref_str, path);
+	for (size_t i = 0; e && ret == 0 && i < e->n_mirrors; i++)
+		if (use_mirror(e, &e->mirrors[i], &r->ref))
+			ret = add_endpoint(r, e, e->mirrors[i].location, true,
+					   insecure || e->mirrors[i].insecure, o, err);
+	if (ret == 0)
+		ret = add_endpoint(r, e, e && e->location ? e->location : e ? e->prefix : NULL,
+				   false, insecure || (e && e->insecure), o, err);
+	sf_regconf_clear(&conf);
+	r->ep = &r->eps[r->n_eps - 1];
+	for (size_t i = 0; ret == 0 && i < r->n_eps; i++)
+		if (sf_creds_present(&r->eps[i].creds))
+			no_core_dumps();
+	return ret;
 }
 
 sf_ret sf_registry_new(const struct sf_ref *ref, const struct sf_registry_opts *opts,
@@ -857,14 +599,14 @@ sf_ret sf_registry_new(const struct sf_ref *ref, const struct sf_registry_opts *
 	*out = NULL;
 	if (!r)
 		return oom(err);
-	pthread_mutex_init(&r->lock, NULL);
-	pthread_mutex_init(&r->refresh_lock, NULL);
 	pthread_once(&curl_once, curl_init_once);
 	ret = copy_ref(ref, &r->ref, err);
 	if (ret == 0)
 		ret = copy_opts(r, opts, err);
+	if (ret == 0 && !(r->ref_str = sf_ref_format(&r->ref)))
+		ret = oom(err);
 	if (ret == 0)
-		ret = init_names(r, opts && opts->insecure, err);
+		ret = init_endpoints(r, opts, err);
 	if (ret < 0) {
 		sf_registry_free(r);
 		return ret;
@@ -879,24 +621,21 @@ void sf_registry_free(struct sf_registry *r)
 		return;
 	sf_ref_clear(&r->ref);
 	free(r->ref_str);
-	free(r->api_host);
-	free(r->base);
-	free(r->peer);
 	free(r->os);
 	free(r->arch);
 	free(r->variant);
-	free(r->auth);
-	pthread_mutex_destroy(&r->lock);
-	pthread_mutex_destroy(&r->refresh_lock);
+	for (size_t i = 0; i < r->n_eps; i++)
+		endpoint_clear(&r->eps[i]);
+	free(r->eps);
 	free(r);
 }
 
 char *sf_registry_blob_url(struct sf_registry *r, const char *digest)
 {
-	return xfmt("%s/v2/%s/blobs/%s", r->base, r->ref.repository, digest);
+	return xfmt("%s/v2/%s/blobs/%s", r->ep->base, r->ep->repository, digest);
 }
 
-void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy)
+void sf_registry_setup_curl_ep(struct sf_registry *r, struct sf_endpoint *ep, void *curl_easy)
 {
 	CURL *c = curl_easy;
 
@@ -904,7 +643,7 @@ void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy)
 	curl_easy_setopt(c, CURLOPT_USERAGENT, SF_USER_AGENT);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, SF_LOW_SPEED_BYTES);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, SF_LOW_SPEED_TIME_S);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, r->stall_s);
 #if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: the _STR forms */
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -914,11 +653,39 @@ void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy)
 #endif
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, SF_MAX_REDIRECTS);
+	/* never resend our Authorization header to another host on a redirect */
+	curl_easy_setopt(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ep->ca_pem) {
+		/* added to the default store, which curl still loads */
+		struct curl_blob blob = { ep->ca_pem, ep->ca_len, CURL_BLOB_NOCOPY };
+		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+	}
+}
+
+void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy)
+{
+	sf_registry_setup_curl_ep(r, r->ep, curl_easy);
 }
 
 const char *sf_registry_name(const struct sf_registry *r)
 {
 	return r->ref.registry;
+}
+
+const char *sf_registry_host(const struct sf_registry *r)
+{
+	return r->ep->host;
+}
+
+void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len)
+{
+	sf_reg_auth_header(r, r->ep, buf, len);
+}
+
+sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
+			  const char *failed_header, struct sf_error *err)
+{
+	return sf_reg_reauth(r, r->ep, www_authenticate, failed_header, err);
 }

@@ -1,6 +1,8 @@
 /* registry.h - OCI distribution API client: resolve an image (manifest,
  * index -> platform, config) and hand out blob URLs and auth headers for the
- * fetcher.  Anonymous access and the anonymous Bearer token challenge.
+ * fetcher.  Bearer tokens (anonymous or with credentials, auth.h) and Basic
+ * auth; mirrors from registries.conf and CA certificates from certs.d
+ * (regconf.h).
  *
  * Thread safety: sf_registry_auth_header() and sf_registry_reauth() may be
  * called from any thread (the fetcher's); resolve is called once, up front.
@@ -51,6 +53,11 @@ struct sf_registry_opts {
 	const char *arch;      /* NULL = this machine's (GOARCH spelling: amd64, arm64...) */
 	const char *variant;   /* NULL = any */
 	long connect_timeout_s; /* 0 = default (10 s) */
+	const char *authfile;	/* --authfile; NULL: $REGISTRY_AUTH_FILE, defaults (auth.h) */
+	const char *creds;	/* --creds USER:PASSWORD; NULL: look up */
+	const char *tls_ca;	/* --tls-ca: CA file trusted for this pull, or NULL */
+	const char *certs_dirs;	/* certs.d roots, ':'-separated; NULL: regconf.h default */
+	const char *registries_conf; /* NULL: /etc/containers/registries.conf if present */
 };
 
 struct sf_registry;
@@ -68,11 +75,13 @@ sf_ret sf_registry_resolve(struct sf_registry *r, struct sf_image *img, struct s
 /* "http(s)://host/v2/<repo>/blobs/<digest>".  New string. */
 char *sf_registry_blob_url(struct sf_registry *r, const char *digest);
 
-/* Current "Authorization: Bearer <token>" header line for r, or "" when
- * anonymous.  Copied into buf (len >= 8192 recommended). */
+/* Current "Authorization: ..." header line for r, or "" when anonymous;
+ * a token about to expire is refreshed first.  Copied into buf (len >=
+ * 8192 recommended).  Only for requests to sf_registry_host(r). */
 void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len);
 
-/* A request got 401 with this WWW-Authenticate value: obtain a fresh token.
+/* A request got 401 with this WWW-Authenticate value (or 403 without a
+ * challenge: www_authenticate NULL, repeat the last one): obtain a fresh token.
  * failed_header is the Authorization line the failing request used; when the
  * token has already been refreshed since, this returns 0 at once, so many
  * chunks failing together fetch one token. */
@@ -85,5 +94,7 @@ void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy);
 
 /* Registry name for messages ("127.0.0.1:5000"). Borrowed. */
 const char *sf_registry_name(const struct sf_registry *r);
+/* host[:port] blobs come from (a mirror's, after resolve).  Borrowed. */
+const char *sf_registry_host(const struct sf_registry *r);
 
 #endif

@@ -270,16 +270,10 @@ fi
 
 # ---------------------------------------------------------------- 8. waiting
 # info answers once the layer is complete; until then the read waits and is
-# interruptible.  Through slowproxy.py at 1 KB/s the ~1 MB layer of the
+# interruptible.  Through regproxy.py at 1 KB/s the ~1 MB layer of the
 # other image cannot complete during the test.
-python3 "$INTEG_DIR/slowproxy.py" --upstream "$R2" --rate 1000 \
-	--port-file "$T/proxy.port" >/dev/null 2>"$T/proxy.log" &
-BG_PIDS+=($!)
-for ((i = 0; i < 100; i++)); do
-	[ -s "$T/proxy.port" ] && curl -fsS -o /dev/null "http://127.0.0.1:$(cat "$T/proxy.port")/v2/" && break
-	sleep 0.1
-done
-SLOW_REF=127.0.0.1:$(cat "$T/proxy.port")/test/img:gzip
+start_regproxy slow --upstream "$R2" --rate 1000
+SLOW_REF=$PROXY/test/img:gzip
 SLOW_DIR=$T/store-slow/$(b64 "$SLOW_REF")/$(manifest_layers "$SLOW_REF" | head -n 1)
 mkdir -p "$T/store-slow"
 timeout 60 "$SOCI_FUSE" store --cache "$T/cache-slow" "$T/store-slow" ||

@@ -268,6 +268,60 @@ stop_registry() {
 	return 0
 }
 
+# ---------------------------------------------------------------- regproxy
+# start_regproxy NAME [regproxy.py options]: a regproxy.py (auth, redirects,
+# faults, throttling, TLS; see its --help) in front of $REGISTRY (or of
+# --upstream when given among the options; --host ::1 listens on IPv6).  Logs: $T/NAME.log (one line per
+# request, stderr) and $T/NAME.jsonl (JSON per request).  Sets PROXY to
+# 127.0.0.1:PORT and PROXY_STORE_PORT to the port of its blob store; the
+# cleanup trap kills it (stop_regproxy NAME stops it earlier).
+declare -gA REGPROXY_PIDS=()
+start_regproxy() {
+	local name=$1 i up=(--upstream "$REGISTRY")
+	shift
+	[[ " $* " == *" --upstream "* ]] && up=()
+	rm -f "$T/$name.port" "$T/$name.store-port"
+	python3 "$INTEG_DIR/regproxy.py" "${up[@]}" --port-file "$T/$name.port" \
+		--store-port-file "$T/$name.store-port" --log "$T/$name.jsonl" "$@" \
+		>/dev/null 2>"$T/$name.log" &
+	REGPROXY_PIDS[$name]=$!
+	BG_PIDS+=($!)
+	for ((i = 0; i < 100; i++)); do
+		[ -s "$T/$name.port" ] && break
+		kill -0 "${REGPROXY_PIDS[$name]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -s "$T/$name.port" ] || die "regproxy $name did not start: $(cat "$T/$name.log")"
+	PROXY=127.0.0.1:$(cat "$T/$name.port")
+	[[ " $* " == *" --host ::1 "* ]] && PROXY="[::1]:$(cat "$T/$name.port")"
+	PROXY_STORE_PORT=$(cat "$T/$name.store-port")
+	log "regproxy $name at $PROXY (store :$PROXY_STORE_PORT) $*"
+}
+
+stop_regproxy() {
+	local pid=${REGPROXY_PIDS[$1]:-}
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null && { wait_gone 5 "$pid" || kill -9 "$pid" 2>/dev/null; }
+	unset "REGPROXY_PIDS[$1]"
+	return 0
+}
+
+# regproxy_count NAME PYTHON_EXPR: how many requests in NAME's JSON log
+# satisfy the expression over `r` (a dict: listener, method, path, range,
+# status, bytes, auth, fault, kind, grant, leak, expired, redirect).
+regproxy_count() {
+	python3 - "$T/$1.jsonl" "$2" <<'PYEOF'
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    get = r.get
+    if eval(sys.argv[2], {"r": r, "get": get}):
+        n += 1
+print(n)
+PYEOF
+}
+
 # ---------------------------------------------------------------- images
 # build_test_image [mkimage.sh options]: stage + build the test image into
 # $T/image (see mkimage.sh) and push its variants to $REGISTRY as

@@ -3,7 +3,7 @@
 # that fail their checks.
 #
 # The images (mkstream.py) are pushed to a local registry; soci-fuse reaches
-# it through slowproxy.py, which sends blob bodies at SLOW_RATE bytes/s per
+# it through regproxy.py, which sends blob bodies at SLOW_RATE bytes/s per
 # connection, so layer 1 of test/stream:slow (~40 MiB of random bytes; small
 # "early" entries first, d/mid half-way, "late" entries at the end of the
 # tar) takes ~15 s to arrive.
@@ -108,15 +108,7 @@ for tag in blobflip midflip gzflip; do
 		die "$tag: the registry still serves the original bytes of $digest"
 done
 
-python3 "$INTEG_DIR/slowproxy.py" --upstream "$REGISTRY" --rate "$SLOW_RATE" \
-	--port-file "$T/proxy.port" >/dev/null 2>"$T/proxy.log" &
-BG_PIDS+=($!)
-for ((i = 0; i < 100; i++)); do
-	[ -s "$T/proxy.port" ] && curl -fsS -o /dev/null "http://127.0.0.1:$(cat "$T/proxy.port")/v2/" && break
-	sleep 0.1
-done
-[ -s "$T/proxy.port" ] || die "slowproxy.py did not start: $(cat "$T/proxy.log")"
-PROXY=127.0.0.1:$(cat "$T/proxy.port")
+start_regproxy proxy --rate "$SLOW_RATE"
 log "setup (registry, images, proxy at $PROXY, $SLOW_RATE B/s per connection) took $(since "$T_START")s"
 
 # ------------------------------------------------------------------ helpers

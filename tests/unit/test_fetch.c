@@ -191,6 +191,7 @@ struct srv {
 	const char *require_auth; /* "Bearer secret" */
 	struct srv *redirect_to;
 	int force_status;   /* e.g. 404 */
+	int fail_403;	    /* answer the first N requests 403 (an expired signed URL) */
 
 	/* observations */
 	int nreq, n200, n206, saw_auth, inflight, max_inflight;
@@ -308,7 +309,7 @@ struct request {
 };
 
 struct plan {
-	enum { P_404, P_401, P_503, P_429, P_REDIRECT, P_416, P_FULL, P_RANGE } kind;
+	enum { P_404, P_401, P_503, P_429, P_REDIRECT, P_416, P_FULL, P_RANGE, P_403 } kind;
 	uint64_t a, b; /* bytes to send, inclusive */
 	struct srv_blob *blob;
 	bool close_mid, bad_crange, slow, stall;
@@ -359,6 +360,8 @@ static struct plan make_plan(struct srv *s, const struct request *rq)
 		p.kind = P_401;
 	else if (s->redirect_to)
 		p.kind = P_REDIRECT;
+	else if (s->fail_403 > 0 && s->fail_403--)
+		p.kind = P_403;
 	else if (s->always_503 || (s->fail_503 > 0 && s->fail_503--))
 		p.kind = P_503;
 	else if (s->ratelimit > 0 && s->ratelimit--)
@@ -382,7 +385,7 @@ static struct plan make_plan(struct srv *s, const struct request *rq)
 
 static void log_request(struct srv *s, const struct request *rq, const struct plan *p)
 {
-	static const int status[] = { 404, 401, 503, 429, 307, 416, 200, 206 };
+	static const int status[] = { 404, 401, 503, 429, 307, 416, 200, 206, 403 };
 	struct req_log *l;
 
 	s->nreq++;
@@ -460,6 +463,8 @@ static bool respond(struct srv *s, int fd, const struct request *rq, const struc
 	case P_REDIRECT:
 		return send_fmt(fd, "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%d%s"
 				    "\r\nContent-Length: 0\r\n\r\n", s->redirect_to->port, rq->path);
+	case P_403:
+		return send_fmt(fd, "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\nexpired");
 	case P_416:
 		return send_fmt(fd, "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\n\r\n");
 	default:
@@ -1080,6 +1085,85 @@ static void test_redirect_drops_auth(void **state)
 	srv_stop(cdn);
 }
 
+/* The redirect target is kept for the blob: the registry sees at most one
+ * request per connection (those in flight before the first 307 came back). */
+static void test_redirect_reused(void **state)
+{
+	struct one o;
+	struct srv *cdn = srv_new();
+
+	(void)state;
+	one_setup(&o, BIG);
+	cdn->chunk_size = CS;
+	srv_add_blob(cdn, 1, BIG);
+	srv_start(cdn);
+	o.s->redirect_to = cdn;
+	one_run(&o, 0, 4, 4, 0);
+	assert_complete(&o.t);
+	assert_true(SRV(o.s, o.s->nreq) <= 4);
+	assert_int_equal(SRV(cdn, cdn->n206), (BIG + CS - 1) / CS);
+	one_finish(&o);
+	srv_stop(cdn);
+}
+
+/* The store refuses its URLs (expired): back to the registry for a fresh
+ * redirect, without charging the retry budget (retries = 1 here). */
+static void test_redirect_expired(void **state)
+{
+	struct one o;
+	struct srv *cdn = srv_new();
+
+	(void)state;
+	one_setup(&o, BIG);
+	cdn->chunk_size = CS;
+	cdn->fail_403 = 3;
+	srv_add_blob(cdn, 1, BIG);
+	srv_start(cdn);
+	o.s->require_auth = "Bearer secret";
+	o.s->redirect_to = cdn;
+	snprintf(o.reg.token, sizeof(o.reg.token), "secret");
+	one_run(&o, 0, 4, 4, 1);
+	assert_complete(&o.t);
+	assert_true(SRV(o.s, o.s->nreq) >= 2); /* re-resolved */
+	assert_int_equal(SRV(cdn, cdn->saw_auth), 0);
+	assert_int_equal(o.reg.reauth_calls, 0); /* a store 403 is not an auth problem */
+	one_finish(&o);
+	srv_stop(cdn);
+}
+
+/* A store that refuses every URL: a clean failure after a bounded number of
+ * fresh redirects. */
+static void test_redirect_always_refused(void **state)
+{
+	struct one o;
+	struct srv *cdn = srv_new();
+
+	(void)state;
+	one_setup(&o, BIG);
+	cdn->chunk_size = CS;
+	cdn->fail_403 = 1000000;
+	srv_add_blob(cdn, 1, BIG);
+	srv_start(cdn);
+	o.s->redirect_to = cdn;
+	one_run(&o, 0, 4, 4, 1);
+	assert_failed(&o.t, -EACCES, "HTTP 403 from the blob store");
+	one_finish(&o);
+	srv_stop(cdn);
+}
+
+/* A registry that redirects to itself: the loop ends at the redirect limit. */
+static void test_redirect_loop(void **state)
+{
+	struct one o;
+
+	(void)state;
+	one_setup(&o, BIG);
+	o.s->redirect_to = o.s;
+	one_run(&o, 0, 4, 4, 1);
+	assert_failed(&o.t, -EIO, "more than 5 redirects");
+	one_finish(&o);
+}
+
 static void test_permanent_failure(void **state)
 {
 	struct one o;
@@ -1449,6 +1533,10 @@ int main(void)
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_auth_denied),
 		cmocka_unit_test(test_redirect_drops_auth),
+		cmocka_unit_test(test_redirect_reused),
+		cmocka_unit_test(test_redirect_expired),
+		cmocka_unit_test(test_redirect_always_refused),
+		cmocka_unit_test(test_redirect_loop),
 		cmocka_unit_test(test_permanent_failure),
 		cmocka_unit_test(test_not_found),
 		cmocka_unit_test(test_connect_refused),

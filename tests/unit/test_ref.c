@@ -70,6 +70,15 @@ static const struct good goods[] = {
 	{ "foo/bar/baz", "docker.io", "foo/bar/baz", "latest", NULL,
 	  "docker.io/foo/bar/baz:latest" },
 	{ "0/1", "docker.io", "0/1", "latest", NULL, "docker.io/0/1:latest" },
+	/* IPv6 hosts with tag, digest, both */
+	{ "[2001:db8::1]:5000/ns/x:1@" DG, "[2001:db8::1]:5000", "ns/x", "1", DG,
+	  "[2001:db8::1]:5000/ns/x:1@" DG },
+	{ "[::1]/x@" DG, "[::1]", "x", NULL, DG, "[::1]/x@" DG },
+	{ "[::ffff:127.0.0.1]:5000/x", "[::ffff:127.0.0.1]:5000", "x", "latest", NULL,
+	  "[::ffff:127.0.0.1]:5000/x:latest" },
+	/* tag + digest on a registry with a port and a deep path */
+	{ "r.example:443/a/b/c:v2@" DG, "r.example:443", "a/b/c", "v2", DG,
+	  "r.example:443/a/b/c:v2@" DG },
 };
 
 struct bad {
@@ -115,6 +124,11 @@ static const struct bad bads[] = {
 	{ "[::1]x/y", "invalid registry host" },
 	{ "a:b:c/x", "invalid registry port" },
 	{ "foo\n", "invalid repository name component" },
+	{ "[]:5000/x", "invalid IPv6 registry address" },
+	{ "[::1]:/x", "invalid registry port" },
+	{ "foo:tag@", "digest must look like" },
+	{ "foo@" DG ":tag", "invalid sha256 digest" },
+	{ "foo:t@g@" DG, "unsupported digest algorithm" },
 };
 
 static void check_good(const struct good *g)
