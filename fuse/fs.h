@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "layer.h"
+#include "progress.h"
 #include "registry.h"
 
 struct sf_waiter;
@@ -20,6 +21,9 @@ struct sf_fs {
 
 	pthread_mutex_t wait_lock; /* guards waiters */
 	struct sf_waiter *waiters; /* requests parked until a layer has more */
+
+	pthread_mutex_t rate_lock; /* guards rates */
+	struct sf_rate *rates;	   /* per layer: fetch rate, sampled by status reads */
 };
 
 extern const struct fuse_lowlevel_ops sf_fs_ops;

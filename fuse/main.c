@@ -6,12 +6,15 @@
 #include <string.h>
 
 #include "mount.h"
+#include "pull.h"
 #include "rootfs.h"
 
 static const char usage_text[] =
 	"Usage: soci-fuse mount [OPTIONS] REF MOUNTPOINT\n"
 	"       soci-fuse rootfs [OPTIONS] [--upper DIR --work DIR] REF DIR\n"
 	"       soci-fuse umount MOUNTPOINT|DIR\n"
+	"       soci-fuse pull [OPTIONS] REF\n"
+	"       soci-fuse status MOUNTPOINT|DIR\n"
 	"       soci-fuse --help | --version\n"
 	"\n"
 	"Mount a container image from an OCI registry: each layer appears at once as a\n"
@@ -24,6 +27,10 @@ static const char usage_text[] =
 	"read-only, or read-write with --upper and --work; DIR can then be the\n"
 	"root.path of an OCI bundle (runc, crun).  umount DIR undoes both mounts.\n"
 	"\n"
+	"pull fills the cache with every layer of REF (verified) without mounting,\n"
+	"showing per-layer progress; a later mount of REF is served from the cache.\n"
+	"status prints the per-layer progress of a mount as JSON.\n"
+	"\n"
 	"Mount options:\n"
 	"  --cache DIR          layer cache (default /var/lib/soci-fuse as root,\n"
 	"                       else $XDG_CACHE_HOME/soci-fuse)\n"
@@ -35,6 +42,8 @@ static const char usage_text[] =
 	"  --overlay-xattr NS   serve opaque dirs as NS.overlay.opaque: trusted\n"
 	"                       (default) or user (for overlay's userxattr option)\n"
 	"  -d, --debug          FUSE debug output (implies --foreground)\n"
+	"\n"
+	"pull takes --cache, --insecure, --chunk-size and --connections.\n"
 	"\n"
 	"rootfs options (besides the mount options but -f and -d):\n"
 	"  --upper DIR          overlayfs upperdir: the rootfs is writable\n"
@@ -86,9 +95,13 @@ static int bad_option(const char *opt, const char *val)
 	return 2;
 }
 
-/* mount and rootfs: rootfs != 0 for rootfs, which also takes --upper/--work. */
-static int cmd_mount(int argc, char **argv, int rootfs)
+enum cmd { CMD_MOUNT, CMD_ROOTFS, CMD_PULL };
+
+/* mount, rootfs and pull: rootfs also takes --upper/--work; pull takes
+ * neither those nor -f/-d/--overlay-xattr. */
+static int cmd_mount(int argc, char **argv, enum cmd which)
 {
+	int rootfs = which == CMD_ROOTFS, pull = which == CMD_PULL;
 	static const struct option longopts[] = {
 		{ "cache", required_argument, NULL, 'c' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -104,7 +117,7 @@ static int cmd_mount(int argc, char **argv, int rootfs)
 	};
 	struct sf_mount_opts o = { 0 };
 	const char *upper = NULL, *work = NULL;
-	const char *cmd = rootfs ? "rootfs" : "mount";
+	const char *cmd = rootfs ? "rootfs" : pull ? "pull" : "mount";
 	int c;
 
 	while ((c = getopt_long(argc, argv, "fdh", longopts, NULL)) != -1) {
@@ -131,6 +144,19 @@ static int cmd_mount(int argc, char **argv, int rootfs)
 		case 'h': return usage(stdout, 0);
 		default: return usage(stderr, 2);
 		}
+	}
+	if (pull && (upper || work || o.foreground || o.overlay_xattr)) {
+		fprintf(stderr, "soci-fuse: pull takes only --cache, --insecure, --chunk-size "
+				"and --connections\n");
+		return 2;
+	}
+	if (pull) {
+		if (argc - optind != 1) {
+			fprintf(stderr, "soci-fuse: pull needs REF\n");
+			return usage(stderr, 2);
+		}
+		o.ref = argv[optind];
+		return sf_pull_main(&o);
 	}
 	if (!rootfs && (upper || work)) {
 		fprintf(stderr, "soci-fuse: --upper and --work are rootfs options\n");
@@ -174,9 +200,18 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "mount"))
-		return cmd_mount(argc - 1, argv + 1, 0);
+		return cmd_mount(argc - 1, argv + 1, CMD_MOUNT);
 	if (!strcmp(argv[1], "rootfs"))
-		return cmd_mount(argc - 1, argv + 1, 1);
+		return cmd_mount(argc - 1, argv + 1, CMD_ROOTFS);
+	if (!strcmp(argv[1], "pull"))
+		return cmd_mount(argc - 1, argv + 1, CMD_PULL);
+	if (!strcmp(argv[1], "status")) {
+		if (argc != 3) {
+			fprintf(stderr, "soci-fuse: status needs MOUNTPOINT\n");
+			return usage(stderr, 2);
+		}
+		return sf_status_main(argv[2]);
+	}
 	if (!strcmp(argv[1], "umount") || !strcmp(argv[1], "unmount"))
 		return cmd_umount(argc - 1, argv + 1);
 	fprintf(stderr, "soci-fuse: unknown command '%s'\n", argv[1]);

@@ -133,22 +133,7 @@ static char *default_cache_dir(void)
 	return asprintf(&s, "%s/.cache/soci-fuse", home) < 0 ? NULL : s;
 }
 
-/* What a mount holds; torn down by mount_state_free on every path. */
-struct mount_state {
-	struct sf_ref ref;
-	struct sf_registry *reg;
-	struct sf_image img;
-	struct sf_cache *cache;
-	struct sf_layer *layers;
-	unsigned n_layers_ready;
-	struct sf_fs fs;
-	bool fs_ready;
-	struct fuse_session *se;
-	bool mounted;
-	struct sf_fetcher *fetcher;
-};
-
-static void mount_state_free(struct mount_state *m)
+void sf_mount_state_free(struct mount_state *m)
 {
 	if (m->fs_ready)
 		sf_fs_fail_waiters(&m->fs, EIO);
@@ -270,6 +255,27 @@ static int mount_fuse(struct mount_state *m, const struct sf_mount_opts *o, cons
 	return 0;
 }
 
+sf_ret sf_mount_start_pull(struct mount_state *m, const struct sf_mount_opts *o,
+			   struct sf_error *err)
+{
+	sf_ret r = sf_fetcher_new(&o->fetch, &m->fetcher, err);
+
+	for (unsigned i = 0; r == 0 && i < m->img.n_layers; i++)
+		r = sf_layer_start(&m->layers[i], m->reg, m->fetcher, err);
+	return r;
+}
+
+int sf_mount_prepare(struct mount_state *m, const struct sf_mount_opts *o)
+{
+	int rc = open_cache(m, o);
+
+	if (rc == 0)
+		rc = resolve_image(m, o);
+	if (rc == 0)
+		rc = open_layers(m);
+	return rc;
+}
+
 static int serve(struct mount_state *m, const struct sf_mount_opts *o)
 {
 	struct fuse_loop_config *cfg;
@@ -279,9 +285,7 @@ static int serve(struct mount_state *m, const struct sf_mount_opts *o)
 
 	if (fuse_set_signal_handlers(m->se) != 0)
 		return fail("cannot set signal handlers");
-	r = sf_fetcher_new(&o->fetch, &m->fetcher, &err);
-	for (unsigned i = 0; r == 0 && i < m->img.n_layers; i++)
-		r = sf_layer_start(&m->layers[i], m->reg, m->fetcher, &err);
+	r = sf_mount_start_pull(m, o, &err);
 	if (r < 0) {
 		syslog(LOG_ERR, "%s", sf_error_text(&err, r));
 		return fail("%s", sf_error_text(&err, r));
@@ -304,18 +308,14 @@ int sf_mount_main(const struct sf_mount_opts *o)
 	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
 	rc = check_mountpoint(o->mountpoint, abs);
 	if (rc == 0)
-		rc = open_cache(&m, o);
-	if (rc == 0)
-		rc = resolve_image(&m, o);
-	if (rc == 0)
-		rc = open_layers(&m);
+		rc = sf_mount_prepare(&m, o);
 	if (rc == 0)
 		rc = mount_fuse(&m, o, abs);
 	if (rc == 0 && fuse_daemonize(o->foreground) != 0)
 		rc = fail("cannot daemonize");
 	if (rc == 0)
 		rc = serve(&m, o);
-	mount_state_free(&m);
+	sf_mount_state_free(&m);
 	return rc;
 }
 

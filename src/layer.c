@@ -121,6 +121,8 @@ sf_ret sf_layer_init(struct sf_layer *l, unsigned number, const struct sf_layer_
 	sf_blob_init(&l->blob);
 	r = sf_cache_load_layer(cache, desc, &l->idx, &l->data_fd, err);
 	if (r == 0) {
+		/* progress reports show a cached layer as fully unpacked */
+		atomic_store(&l->unpacked, sf_cache_layer_unpacked_size(cache, desc->digest));
 		atomic_store(&l->state, SF_LAYER_COMPLETE);
 		return 0;
 	}
@@ -331,6 +333,7 @@ static bool adopt_cached(struct sf_layer *l)
 	l->idx = idx;
 	l->data_fd = fd;
 	pthread_rwlock_unlock(&l->lock);
+	atomic_store(&l->unpacked, sf_cache_layer_unpacked_size(l->cache, l->desc->digest));
 	return true;
 }
 
