@@ -5,7 +5,10 @@
 #   bench/run.sh [--rate 32m] [--runs 3] [--connections 16] [--chunk-size 8M]
 #                [--weights-mib 1200] [--sources 6000] [--variants "gzip zstd"]
 #                [--methods "soci-fuse podman skopeo-umoci soci-strategy curl-tar"]
-#                [--no-mount] [--build-only] [--results FILE.md]
+#                [--no-mount] [--build-only] [--serve] [--results FILE.md]
+#
+# --build-only builds and pushes the image; --serve serves it through the
+# throttle until interrupted (for profiling by hand).
 #
 # Needs root, /dev/fuse, docker-registry, nginx, podman, skopeo, umoci, igzip,
 # zstd, curl, openssl, python3, and a built soci-fuse (SOCI_FUSE, default
@@ -67,6 +70,7 @@ VARIANTS="gzip zstd"
 METHODS="soci-fuse podman skopeo-umoci soci-strategy curl-tar"
 DO_MOUNT=1
 BUILD_ONLY=0
+SERVE=0
 RESULTS_MD=$BENCH_DIR/RESULTS.md
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -80,6 +84,7 @@ while [ $# -gt 0 ]; do
 	--methods) METHODS=$2; shift 2 ;;
 	--no-mount) DO_MOUNT=0; shift ;;
 	--build-only) BUILD_ONLY=1; shift ;;
+	--serve) SERVE=1; shift ;;
 	--results) RESULTS_MD=$2; shift 2 ;;
 	-h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
@@ -403,6 +408,11 @@ push_image
 [ $BUILD_ONLY = 1 ] && exit 0
 start_nginx
 say "registry $REGISTRY behind nginx $PROXY (limit_rate $RATE per connection)"
+if [ $SERVE = 1 ]; then
+	# for profiling by hand: serve until interrupted
+	echo "serving $PROXY/bench/img:gzip and :zstd; ^C to stop" >&2
+	while sleep 3600; do :; done
+fi
 
 for ((RUN = 1; RUN <= RUNS; RUN++)); do
 	say "run $RUN/$RUNS"

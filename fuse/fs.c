@@ -264,6 +264,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO; /* always plus */
+	/* the kernel keeps the smaller of this and the bdi's read_ahead_kb,
+	 * which mount.c raised before this INIT was answered */
+	conn->max_readahead = SF_FS_READ_AHEAD;
 }
 
 static void lookup_layers_dir(fuse_req_t req, const char *name)

@@ -10,6 +10,10 @@
 #include "progress.h"
 #include "registry.h"
 
+/* Readahead asked of the kernel for a mount, in bytes: it sends a
+ * sequential reader's requests up to this far ahead (see mount.c). */
+#define SF_FS_READ_AHEAD (4u << 20)
+
 struct sf_waiter;
 
 struct sf_fs {

@@ -232,6 +232,43 @@ static int open_layers(struct mount_state *m)
 	return 0;
 }
 
+/* Readahead of the FUSE mount's bdi, in KiB.  The kernel gives a FUSE
+ * mount 128 KiB, so a sequential read turns into one 128 KiB request per
+ * round trip; with 4 MiB (reads up to max_pages = 1 MiB each, several in
+ * flight) the bench's cold sequential read of a 1.2 GB file took 5.5 s
+ * instead of 10.9 s.  The window only grows for sequential readers. */
+#define FUSE_READ_AHEAD_KB (SF_FS_READ_AHEAD >> 10)
+
+/* Best effort (needs root): set the read_ahead_kb of the bdi of the FUSE
+ * mount at abs.  Its major:minor comes from mountinfo, as a stat() of the
+ * mount would wait for this very daemon, which is not serving yet. */
+static void tune_readahead(const char *abs)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192], dev[64] = "";
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[4096], d[64];
+		if (sscanf(line, "%*s %*s %63s %*s %4095s", d, mnt) == 2) {
+			sf_unescape_mountinfo(mnt);
+			if (strcmp(mnt, abs) == 0)
+				snprintf(dev, sizeof(dev), "%s", d); /* the last (topmost) one */
+		}
+	}
+	fclose(f);
+	if (dev[0]) {
+		char path[128];
+		snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+		f = fopen(path, "w");
+		if (f) {
+			fprintf(f, "%u\n", FUSE_READ_AHEAD_KB);
+			fclose(f);
+		}
+	}
+}
+
 static int mount_fuse(struct mount_state *m, const struct sf_mount_opts *o, const char *abs)
 {
 	const char *xattr = o->overlay_xattr && strcmp(o->overlay_xattr, "user") == 0
@@ -252,6 +289,7 @@ static int mount_fuse(struct mount_state *m, const struct sf_mount_opts *o, cons
 	m->mounted = true;
 	if (sf_dirops_install(m->se) != 0)
 		return fail("cannot set up FUSE I/O at %s", abs);
+	tune_readahead(abs);
 	return 0;
 }
 

@@ -177,7 +177,9 @@ static unsigned watch_once(struct mount_state *m, struct watch *w, bool tty, boo
 			running++;
 		if (tty) {
 			draw_bar(stderr, l, &s, &w[i], width);
-		} else if (s.st != w[i].shown || (periodic && s.st == SF_LAYER_FETCHING)) {
+		} else if ((s.st != w[i].shown && s.st != SF_LAYER_WAITING) ||
+			   (periodic && (s.st == SF_LAYER_FETCHING || s.st == SF_LAYER_WAITING))) {
+			/* (waiting for the cache lock is shown only when it lasts) */
 			plain_line(stdout, l, &s, &w[i]);
 		}
 		w[i].shown = s.st;
