@@ -228,7 +228,7 @@ def cmd_report(results, md_out, svg_out):
         nl, cf = m("%s.network_limit" % var), m("%s.cpu_floor" % var)
         lines.append("| %s | limit: bytes / (connections x rate) | %s | %s | |"
                      % (var, fmt(nl, "s"), "%.2fx" % (nl / sf) if nl and sf else "n/a"))
-        lines.append("| %s | floor: inflate + SHA-256 of both streams | %s | %s | %s |"
+        lines.append("| %s | floor: inflate + SHA-256 of both streams (CPU) | %s | %s | %s |"
                      % (var, fmt(cf, "s"), "%.2fx" % (cf / sf) if cf and sf else "n/a",
                         fmt(m("%s.cpu_floor_cpu" % var), "s")))
         chart.append(("limit (%s)" % var, nl))
