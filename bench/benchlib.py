@@ -235,10 +235,10 @@ def cmd_report(results, md_out, svg_out):
         chart.append(("floor (%s)" % var, cf))
         if sf and nl and cf:
             lines.append("")
+            pw = m("%s.podman.wall" % var)
             lines.append("%s: soci-fuse / max(limit, floor) = **%.2fx** (target <= 1.3x); "
-                         "soci-fuse / podman = **%.3fx** (target <= 0.10x)"
-                         % (var, sf / max(nl, cf),
-                            sf / m("%s.podman.wall" % var) if m("%s.podman.wall" % var) else 0))
+                         "soci-fuse / podman = **%s** (target <= 0.10x)"
+                         % (var, sf / max(nl, cf), "%.3fx" % (sf / pw) if pw else "n/a"))
             lines.append("")
 
     section("soci-fuse mount and cache (gzip variant)")

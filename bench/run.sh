@@ -424,6 +424,7 @@ if [ $SERVE = 1 ]; then
 	# for profiling by hand: serve until interrupted
 	echo "serving $PROXY/bench/img:gzip and :zstd; ^C to stop" >&2
 	while sleep 3600; do :; done
+	exit 0
 fi
 
 for ((RUN = 1; RUN <= RUNS; RUN++)); do
