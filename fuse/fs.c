@@ -90,6 +90,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO; /* always plus */
+	/* the kernel keeps the smaller of this and the bdi's read_ahead_kb,
+	 * which mount.c raised before this INIT was answered */
+	conn->max_readahead = SF_FS_READ_AHEAD;
 }
 
 static void lookup_layers_dir(fuse_req_t req, const char *name)
@@ -381,8 +384,10 @@ int sf_fs_init(struct sf_fs *fs, struct sf_layer *layers, unsigned n_layers,
 	fs->n_layers = n_layers;
 	fs->img = img;
 	sf_tree_init(&fs->tree, opaque_xattr, layer_by_number, fs);
+	pthread_mutex_init(&fs->rate_lock, NULL);
 	fs->lowerdir = malloc(cap);
-	if (!fs->lowerdir)
+	fs->rates = calloc(n_layers ? n_layers : 1, sizeof(*fs->rates));
+	if (!fs->lowerdir || !fs->rates)
 		return -ENOMEM;
 	fs->lowerdir[0] = '\0';
 	for (unsigned i = n_layers; i-- > 0;)
@@ -405,6 +410,8 @@ void sf_fs_destroy(struct sf_fs *fs)
 {
 	sf_tree_destroy(&fs->tree);
 	free(fs->lowerdir);
+	free(fs->rates);
+	pthread_mutex_destroy(&fs->rate_lock);
 }
 
 char *sf_fs_status_json(struct sf_fs *fs)
@@ -418,16 +425,24 @@ char *sf_fs_status_json(struct sf_fs *fs)
 		struct sf_layer *l = &fs->layers[i];
 		enum sf_layer_state st = sf_layer_state(l);
 		uint64_t fetched;
+		double rate;
 		json_t *o;
 
 		pthread_mutex_lock(&l->blob.lock);
 		fetched = st == SF_LAYER_COMPLETE ? l->desc->size : l->blob.fetched;
 		pthread_mutex_unlock(&l->blob.lock);
-		o = json_pack("{s:i, s:s, s:s, s:I, s:I, s:I}", "index", i, "digest",
+		/* rate: bytes/s fetched, averaged over the reads of this file */
+		pthread_mutex_lock(&fs->rate_lock);
+		rate = sf_rate_update(&fs->rates[i], fetched, sf_now());
+		pthread_mutex_unlock(&fs->rate_lock);
+		if (st == SF_LAYER_COMPLETE || st == SF_LAYER_FAILED)
+			rate = 0;
+		o = json_pack("{s:i, s:s, s:s, s:I, s:I, s:I, s:I}", "index", i, "digest",
 				      l->desc->digest, "state", sf_layer_state_name(st), "size",
 				      (json_int_t)l->desc->size, "fetched",
 				      (json_int_t)fetched,
-				      "unpacked", (json_int_t)atomic_load(&l->unpacked));
+				      "unpacked", (json_int_t)atomic_load(&l->unpacked),
+				      "rate", (json_int_t)rate);
 		if (o && st == SF_LAYER_FAILED)
 			json_object_set_new(o, "error", json_string(l->err.msg));
 		json_array_append_new(layers, o);

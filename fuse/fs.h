@@ -7,8 +7,13 @@
 #include <pthread.h>
 
 #include "layer.h"
+#include "progress.h"
 #include "registry.h"
 #include "tree.h"
+
+/* Readahead asked of the kernel for a mount, in bytes: it sends a
+ * sequential reader's requests up to this far ahead (see mount.c). */
+#define SF_FS_READ_AHEAD (4u << 20)
 
 struct sf_fs {
 	struct sf_layer *layers; /* borrowed; n_layers of them, 0 = bottom */
@@ -16,6 +21,9 @@ struct sf_fs {
 	const struct sf_image *img; /* borrowed */
 	char *lowerdir;		    /* "<mnt>/layers/N:...:<mnt>/layers/0\n" */
 	struct sf_tree tree;	    /* serves layers/<i>; layer number = i */
+
+	pthread_mutex_t rate_lock; /* guards rates */
+	struct sf_rate *rates;	   /* per layer: fetch rate, sampled by status reads */
 };
 
 extern const struct fuse_lowlevel_ops sf_fs_ops;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mount.h"
+#include "pull.h"
 #include "rootfs.h"
 #include "store.h"
 
@@ -14,6 +15,8 @@ static const char usage_text[] =
 	"       soci-fuse rootfs [OPTIONS] [--upper DIR --work DIR] REF DIR\n"
 	"       soci-fuse store [OPTIONS] MOUNTPOINT\n"
 	"       soci-fuse umount MOUNTPOINT|DIR\n"
+	"       soci-fuse pull [OPTIONS] REF\n"
+	"       soci-fuse status MOUNTPOINT|DIR\n"
 	"       soci-fuse --help | --version\n"
 	"\n"
 	"Mount a container image from an OCI registry: each layer appears at once as a\n"
@@ -29,6 +32,9 @@ static const char usage_text[] =
 	"store serves any image's layers as a podman/CRI-O Additional Layer Store:\n"
 	"storage.conf [storage.options] additionallayerstores=[\"MOUNTPOINT:ref\"].\n"
 	"It takes the mount options.\n"
+	"pull fills the cache with every layer of REF (verified) without mounting,\n"
+	"showing per-layer progress; a later mount of REF is served from the cache.\n"
+	"status prints the per-layer progress of a mount as JSON.\n"
 	"\n"
 	"Mount options:\n"
 	"  --cache DIR          layer cache (default /var/lib/soci-fuse as root,\n"
@@ -46,6 +52,8 @@ static const char usage_text[] =
 	"  --overlay-xattr NS   serve opaque dirs as NS.overlay.opaque: trusted\n"
 	"                       (default) or user (for overlay's userxattr option)\n"
 	"  -d, --debug          FUSE debug output (implies --foreground)\n"
+	"\n"
+	"pull takes --cache, --insecure, --chunk-size and --connections.\n"
 	"\n"
 	"rootfs options (besides the mount options but -f and -d):\n"
 	"  --upper DIR          overlayfs upperdir: the rootfs is writable\n"
@@ -97,11 +105,13 @@ static int bad_option(const char *opt, const char *val)
 	return 2;
 }
 
-enum cmd { CMD_MOUNT, CMD_ROOTFS, CMD_STORE };
+enum cmd { CMD_MOUNT, CMD_ROOTFS, CMD_STORE, CMD_PULL };
 
-/* mount, rootfs (which also takes --upper/--work) and store (no REF). */
+/* mount, rootfs, store and pull: rootfs also takes --upper/--work; store
+ * takes no REF; pull takes neither --upper/--work nor -f/-d/--overlay-xattr. */
 static int cmd_mount(int argc, char **argv, enum cmd which)
 {
+	int rootfs = which == CMD_ROOTFS, pull = which == CMD_PULL;
 	static const struct option longopts[] = {
 		{ "cache", required_argument, NULL, 'c' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -121,8 +131,7 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 	};
 	struct sf_mount_opts o = { 0 };
 	const char *upper = NULL, *work = NULL;
-	const char *cmd = which == CMD_ROOTFS ? "rootfs" : which == CMD_STORE ? "store" : "mount";
-	bool rootfs = which == CMD_ROOTFS;
+	const char *cmd = rootfs ? "rootfs" : pull ? "pull" : which == CMD_STORE ? "store" : "mount";
 	int c;
 
 	while ((c = getopt_long(argc, argv, "fdh", longopts, NULL)) != -1) {
@@ -153,6 +162,19 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 		case 'h': return usage(stdout, 0);
 		default: return usage(stderr, 2);
 		}
+	}
+	if (pull && (upper || work || o.foreground || o.overlay_xattr)) {
+		fprintf(stderr, "soci-fuse: pull does not take --upper, --work, --foreground, "
+				"--debug or --overlay-xattr\n");
+		return 2;
+	}
+	if (pull) {
+		if (argc - optind != 1) {
+			fprintf(stderr, "soci-fuse: pull needs REF\n");
+			return usage(stderr, 2);
+		}
+		o.ref = argv[optind];
+		return sf_pull_main(&o);
 	}
 	if (!rootfs && (upper || work)) {
 		fprintf(stderr, "soci-fuse: --upper and --work are rootfs options\n");
@@ -209,6 +231,15 @@ int main(int argc, char **argv)
 		return cmd_mount(argc - 1, argv + 1, CMD_ROOTFS);
 	if (!strcmp(argv[1], "store"))
 		return cmd_mount(argc - 1, argv + 1, CMD_STORE);
+	if (!strcmp(argv[1], "pull"))
+		return cmd_mount(argc - 1, argv + 1, CMD_PULL);
+	if (!strcmp(argv[1], "status")) {
+		if (argc != 3) {
+			fprintf(stderr, "soci-fuse: status needs MOUNTPOINT\n");
+			return usage(stderr, 2);
+		}
+		return sf_status_main(argv[2]);
+	}
 	if (!strcmp(argv[1], "umount") || !strcmp(argv[1], "unmount"))
 		return cmd_umount(argc - 1, argv + 1);
 	fprintf(stderr, "soci-fuse: unknown command '%s'\n", argv[1]);

@@ -133,22 +133,7 @@ char *sf_default_cache_dir(void)
 	return asprintf(&s, "%s/.cache/soci-fuse", home) < 0 ? NULL : s;
 }
 
-/* What a mount holds; torn down by mount_state_free on every path. */
-struct mount_state {
-	struct sf_ref ref;
-	struct sf_registry *reg;
-	struct sf_image img;
-	struct sf_cache *cache;
-	struct sf_layer *layers;
-	unsigned n_layers_ready;
-	struct sf_fs fs;
-	bool fs_ready;
-	struct fuse_session *se;
-	bool mounted;
-	struct sf_fetcher *fetcher;
-};
-
-static void mount_state_free(struct mount_state *m)
+void sf_mount_state_free(struct mount_state *m)
 {
 	if (m->fs_ready)
 		sf_fs_fail_waiters(&m->fs, EIO);
@@ -248,6 +233,43 @@ static int open_layers(struct mount_state *m)
 	return 0;
 }
 
+/* Readahead of the FUSE mount's bdi, in KiB.  The kernel gives a FUSE
+ * mount 128 KiB, so a sequential read turns into one 128 KiB request per
+ * round trip; with 4 MiB (reads up to max_pages = 1 MiB each, several in
+ * flight) the bench's cold sequential read of a 1.2 GB file took 5.5 s
+ * instead of 10.9 s.  The window only grows for sequential readers. */
+#define FUSE_READ_AHEAD_KB (SF_FS_READ_AHEAD >> 10)
+
+/* Best effort (needs root): set the read_ahead_kb of the bdi of the FUSE
+ * mount at abs.  Its major:minor comes from mountinfo, as a stat() of the
+ * mount would wait for this very daemon, which is not serving yet. */
+static void tune_readahead(const char *abs)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192], dev[64] = "";
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[4096], d[64];
+		if (sscanf(line, "%*s %*s %63s %*s %4095s", d, mnt) == 2) {
+			sf_unescape_mountinfo(mnt);
+			if (strcmp(mnt, abs) == 0)
+				snprintf(dev, sizeof(dev), "%s", d); /* the last (topmost) one */
+		}
+	}
+	fclose(f);
+	if (dev[0]) {
+		char path[128];
+		snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+		f = fopen(path, "w");
+		if (f) {
+			fprintf(f, "%u\n", FUSE_READ_AHEAD_KB);
+			fclose(f);
+		}
+	}
+}
+
 static int mount_fuse(struct mount_state *m, const struct sf_mount_opts *o, const char *abs)
 {
 	const char *xattr = o->overlay_xattr && strcmp(o->overlay_xattr, "user") == 0
@@ -268,7 +290,29 @@ static int mount_fuse(struct mount_state *m, const struct sf_mount_opts *o, cons
 	m->mounted = true;
 	if (sf_dirops_install(m->se) != 0)
 		return fail("cannot set up FUSE I/O at %s", abs);
+	tune_readahead(abs);
 	return 0;
+}
+
+sf_ret sf_mount_start_pull(struct mount_state *m, const struct sf_mount_opts *o,
+			   struct sf_error *err)
+{
+	sf_ret r = sf_fetcher_new(&o->fetch, &m->fetcher, err);
+
+	for (unsigned i = 0; r == 0 && i < m->img.n_layers; i++)
+		r = sf_layer_start(&m->layers[i], m->reg, m->fetcher, err);
+	return r;
+}
+
+int sf_mount_prepare(struct mount_state *m, const struct sf_mount_opts *o)
+{
+	int rc = open_cache(m, o);
+
+	if (rc == 0)
+		rc = resolve_image(m, o);
+	if (rc == 0)
+		rc = open_layers(m);
+	return rc;
 }
 
 static int serve(struct mount_state *m, const struct sf_mount_opts *o)
@@ -280,9 +324,7 @@ static int serve(struct mount_state *m, const struct sf_mount_opts *o)
 
 	if (fuse_set_signal_handlers(m->se) != 0)
 		return fail("cannot set signal handlers");
-	r = sf_fetcher_new(&o->fetch, &m->fetcher, &err);
-	for (unsigned i = 0; r == 0 && i < m->img.n_layers; i++)
-		r = sf_layer_start(&m->layers[i], m->reg, m->fetcher, &err);
+	r = sf_mount_start_pull(m, o, &err);
 	if (r < 0) {
 		syslog(LOG_ERR, "%s", sf_error_text(&err, r));
 		return fail("%s", sf_error_text(&err, r));
@@ -305,18 +347,14 @@ int sf_mount_main(const struct sf_mount_opts *o)
 	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
 	rc = sf_check_mountpoint(o->mountpoint, abs);
 	if (rc == 0)
-		rc = open_cache(&m, o);
-	if (rc == 0)
-		rc = resolve_image(&m, o);
-	if (rc == 0)
-		rc = open_layers(&m);
+		rc = sf_mount_prepare(&m, o);
 	if (rc == 0)
 		rc = mount_fuse(&m, o, abs);
 	if (rc == 0 && fuse_daemonize(o->foreground) != 0)
 		rc = fail("cannot daemonize");
 	if (rc == 0)
 		rc = serve(&m, o);
-	mount_state_free(&m);
+	sf_mount_state_free(&m);
 	return rc;
 }
 

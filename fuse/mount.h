@@ -4,7 +4,11 @@
 
 #include <stdbool.h>
 
+#include "cache.h"
 #include "fetch.h"
+#include "fs.h"
+#include "layer.h"
+#include "ref.h"
 #include "registry.h"
 
 struct sf_mount_opts {
@@ -18,6 +22,31 @@ struct sf_mount_opts {
 	struct sf_fetch_opts fetch;
 	struct sf_registry_opts registry; /* authfile, creds, tls_ca, registries_conf */
 };
+
+/* What a mount (or a pull) holds; torn down by sf_mount_state_free on
+ * every path.  pull.c uses the same steps without the FUSE parts. */
+struct mount_state {
+	struct sf_ref ref;
+	struct sf_registry *reg;
+	struct sf_image img;
+	struct sf_cache *cache;
+	struct sf_layer *layers;
+	unsigned n_layers_ready;
+	struct sf_fs fs;
+	bool fs_ready;
+	struct fuse_session *se;
+	bool mounted;
+	struct sf_fetcher *fetcher;
+};
+
+/* Open the cache, resolve o->ref (from the cache when the registry is
+ * unreachable) and set up every layer (complete ones load from the cache).
+ * Returns a process exit status, having printed one line on failure. */
+int sf_mount_prepare(struct mount_state *m, const struct sf_mount_opts *o);
+/* Start the fetcher and the pull thread of every layer not yet complete. */
+sf_ret sf_mount_start_pull(struct mount_state *m, const struct sf_mount_opts *o,
+			   struct sf_error *err);
+void sf_mount_state_free(struct mount_state *m);
 
 /* Both return a process exit status and print one line on failure. */
 int sf_mount_main(const struct sf_mount_opts *o);

@@ -262,6 +262,16 @@ bool sf_rootfs_is_rootfs(const char *dir)
 	return realpath(dir, abs) && find_rootfs(abs, &p) == 0;
 }
 
+int sf_rootfs_layers_mount(const char *dir, char *out, size_t len)
+{
+	char abs[PATH_MAX];
+	struct priv p;
+
+	if (!realpath(dir, abs) || find_rootfs(abs, &p) != 0)
+		return -1;
+	return snprintf(out, len, "%s", p.mnt) < (int)len ? 0 : -1;
+}
+
 int sf_rootfs_umount_main(const char *dir)
 {
 	char abs[PATH_MAX];

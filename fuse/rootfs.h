@@ -4,6 +4,7 @@
 #define SF_ROOTFS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "mount.h"
 
@@ -19,6 +20,10 @@ int sf_rootfs_main(const struct sf_mount_opts *o, const char *upper, const char 
 
 /* True when dir is an overlay mounted by sf_rootfs_main. */
 bool sf_rootfs_is_rootfs(const char *dir);
+
+/* The layers' FUSE mount of the rootfs at dir, into out (len bytes).
+ * Returns 0, or -1 when dir is not a soci-fuse rootfs. */
+int sf_rootfs_layers_mount(const char *dir, char *out, size_t len);
 
 /* Unmounts the overlay at dir, then the layers' FUSE mount, then removes the
  * private dir.  Returns a process exit status. */

@@ -152,6 +152,17 @@ static bool meta_matches(const char *dir, const struct sf_layer_desc *desc)
 	return ok;
 }
 
+uint64_t sf_cache_layer_unpacked_size(const struct sf_cache *c, const char *digest)
+{
+	_cleanup_free_ char *dir = sf_cache_layer_dir(c, digest);
+	_cleanup_free_ char *path = dir ? path_join(dir, "meta.json", NULL) : NULL;
+	json_t *meta = path ? json_load_file(path, 0, NULL) : NULL;
+	json_int_t v = meta ? json_integer_value(json_object_get(meta, "uncompressed_size")) : 0;
+
+	json_decref(meta);
+	return v > 0 ? (uint64_t)v : 0;
+}
+
 sf_ret sf_cache_load_layer(const struct sf_cache *c, const struct sf_layer_desc *desc,
 			   struct sf_index **idx, int *data_fd, struct sf_error *err)
 {
@@ -183,6 +194,10 @@ sf_ret sf_cache_load_layer(const struct sf_cache *c, const struct sf_layer_desc 
 		*idx = NULL;
 		return r;
 	}
+	/* FUSE reads of a file come in readahead-sized pieces from several
+	 * worker threads; a larger readahead window on the data file keeps
+	 * the disk streaming (bench: sequential read through FUSE) */
+	posix_fadvise(dfd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	*data_fd = dfd;
 	return 0;
 }

@@ -61,6 +61,10 @@ void sf_cache_unlock_layer(int lock_fd);
 sf_ret sf_cache_load_layer(const struct sf_cache *c, const struct sf_layer_desc *desc,
 			   struct sf_index **idx, int *data_fd, struct sf_error *err);
 
+/* The uncompressed size recorded in a complete layer's meta.json (0 when
+ * unknown), for progress reports of layers served from the cache. */
+uint64_t sf_cache_layer_unpacked_size(const struct sf_cache *c, const char *digest);
+
 /* Start a fresh work dir for a layer (removing any leftover). New string. */
 sf_ret sf_cache_begin_layer(const struct sf_cache *c, const char *digest, char **work_dir,
 			    struct sf_error *err);

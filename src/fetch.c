@@ -915,6 +915,13 @@ static void apply_opts(struct sf_fetcher *f, const struct sf_fetch_opts *o)
 	f->chunk_size = o && o->chunk_size ? o->chunk_size : SF_FETCH_DEFAULT_CHUNK_SIZE;
 	f->conns = o && o->connections ? o->connections : SF_FETCH_DEFAULT_CONNECTIONS;
 	f->window = o && o->window ? o->window : SF_FETCH_DEFAULT_WINDOW;
+	/* By default one blob may use every connection: with the window below
+	 * the connection count, an image whose bytes are mostly in one layer
+	 * (model weights) left connections idle once the small layers were
+	 * done (bench: 8 of 16 in use for the 1.2 GB layer).  The spool is on
+	 * disk, so this costs disk space ahead (conns x chunk), not memory. */
+	if (!(o && o->window) && f->window < f->conns)
+		f->window = f->conns;
 	f->retries = o && o->retries ? o->retries : SF_FETCH_DEFAULT_RETRIES;
 }
 

@@ -29,7 +29,7 @@
 
 #define SF_FETCH_DEFAULT_CHUNK_SIZE (8u << 20)
 #define SF_FETCH_DEFAULT_CONNECTIONS 16
-#define SF_FETCH_DEFAULT_WINDOW 8 /* chunks per blob beyond contiguous */
+#define SF_FETCH_DEFAULT_WINDOW 8 /* chunks per blob beyond contiguous; at least connections */
 #define SF_FETCH_DEFAULT_RETRIES 5
 
 struct sf_fetch_opts {

@@ -2,12 +2,17 @@
  *
  * The stream is a stack of pull readers (reader.h):
  *   spool: waits for the fetcher to make blob bytes contiguous, preads them
- *          from the spool file and hashes them (blob digest);
+ *          from the spool file;
  *   decompressor: gzip / zstd / none;
- *   counted: hashes the uncompressed bytes (diff_id) and counts them;
+ *   counted: counts the uncompressed bytes and feeds them to the diff_id
+ *          hasher;
  *   tar: entries, whose file data is copied into the layer's data file.
- * After the tar end, both readers are drained so the digests cover every
- * byte, then checked; only then is the layer committed to the cache.
+ * Both digests are computed on threads of their own (hasher.h): the blob
+ * digest follows the spool as it becomes contiguous, the diff_id hashes
+ * what the counted reader feeds it; so this thread only inflates, parses
+ * and copies, and a single large layer keeps two cores busy.  After the
+ * tar end the decompressor is drained so the diff_id covers every byte,
+ * and both digests are checked; only then is the layer committed.
  */
 #include "layer.h"
 
@@ -19,16 +24,22 @@
 
 #include "decompress.h"
 #include "digest.h"
+#include "hasher.h"
 #include "tar.h"
+#include "writer.h"
 
 #define COPY_BUF_SIZE (256 * 1024)
+/* Files at least this large are written by the data writer thread
+ * (writer.h); smaller ones directly, as the hand-over would cost more
+ * than the write. */
+#define ASYNC_WRITE_MIN (1u << 20)
 #define DATA_ALIGN 4096
 
 struct spool_reader {
 	struct sf_blob *blob;
 	int fd;
 	uint64_t pos;
-	struct sf_sha256 *sha;
+	struct sf_sha256 *sha; /* NULL: the blob digest is computed elsewhere */
 };
 
 static ssize_t spool_read(void *ctx, void *buf, size_t len, struct sf_error *err)
@@ -54,14 +65,15 @@ static ssize_t spool_read(void *ctx, void *buf, size_t len, struct sf_error *err
 	if (n <= 0)
 		return sf_fail(err, n < 0 ? errno : EIO, "cannot read spool: %s",
 			       n < 0 ? strerror(errno) : "short read");
-	sf_sha256_update(s->sha, buf, (size_t)n);
+	if (s->sha)
+		sf_sha256_update(s->sha, buf, (size_t)n);
 	s->pos += (uint64_t)n;
 	return n;
 }
 
 struct counted_reader {
 	struct sf_reader src;
-	struct sf_sha256 *sha;
+	struct sf_hasher *hash; /* the diff_id, on its own thread */
 	_Atomic uint64_t *count;
 };
 
@@ -71,7 +83,7 @@ static ssize_t counted_read(void *ctx, void *buf, size_t len, struct sf_error *e
 	ssize_t n = sf_read(c->src, buf, len, err);
 
 	if (n > 0) {
-		sf_sha256_update(c->sha, buf, (size_t)n);
+		sf_hasher_feed(c->hash, buf, (size_t)n);
 		atomic_fetch_add(c->count, (uint64_t)n);
 	}
 	return n;
@@ -87,6 +99,8 @@ struct pull {
 	struct counted_reader counted;
 	struct sf_decompressor *dec;
 	struct sf_tar *tar;
+	struct sf_hasher *blob_hash; /* follows the spool (blob digest) */
+	struct sf_writer *writer;    /* large files' data; made on first use */
 	unsigned char *buf;
 	uint64_t data_end;
 	bool blob_added;
@@ -121,6 +135,8 @@ sf_ret sf_layer_init(struct sf_layer *l, unsigned number, const struct sf_layer_
 	sf_blob_init(&l->blob);
 	r = sf_cache_load_layer(cache, desc, &l->idx, &l->data_fd, err);
 	if (r == 0) {
+		/* progress reports show a cached layer as fully unpacked */
+		atomic_store(&l->unpacked, sf_cache_layer_unpacked_size(cache, desc->digest));
 		atomic_store(&l->state, SF_LAYER_COMPLETE);
 		return 0;
 	}
@@ -134,6 +150,39 @@ sf_ret sf_layer_init(struct sf_layer *l, unsigned number, const struct sf_layer_
 	return 0;
 }
 
+/* The data of a large file: read into the writer's buffers, written by its
+ * thread; returns once all of it is in the data file. */
+static sf_ret copy_file_data_async(struct pull *p, const struct sf_tar_entry *e, uint64_t base,
+				   struct sf_error *err)
+{
+	uint64_t off;
+	ssize_t n;
+	sf_ret r;
+
+	if (!p->writer) {
+		r = sf_writer_new(p->l->data_fd, &p->writer, err);
+		if (r < 0)
+			return r;
+	}
+	for (;;) {
+		void *buf = sf_writer_buf(p->writer);
+
+		if (!buf)
+			return sf_fail(err, ENOMEM, "out of memory");
+		n = sf_tar_read_data(p->tar, &off, buf, SF_WRITER_BUF, err);
+		if (n <= 0)
+			break;
+		if (off + (uint64_t)n > e->size)
+			return sf_fail(err, EIO, "tar entry %s: data beyond its size", e->path);
+		sf_writer_queue(p->writer, (size_t)n, base + off);
+	}
+	r = sf_writer_flush(p->writer);
+	if (r < 0)
+		return sf_fail(err, -r, "cache dir %s: cannot write data: %s", p->l->cache->root,
+			       strerror(-r));
+	return n < 0 ? (sf_ret)n : 0;
+}
+
 /* Copy the current regular file's data into the data file at its offset. */
 static sf_ret copy_file_data(struct pull *p, const struct sf_tar_entry *e, uint64_t *off_out,
 			     struct sf_error *err)
@@ -143,7 +192,15 @@ static sf_ret copy_file_data(struct pull *p, const struct sf_tar_entry *e, uint6
 	ssize_t n;
 
 	*off_out = e->size ? base : 0;
-	while ((n = sf_tar_read_data(p->tar, &off, p->buf, COPY_BUF_SIZE, err)) > 0) {
+	n = 0;
+	if (e->size >= ASYNC_WRITE_MIN) {
+		sf_ret r = copy_file_data_async(p, e, base, err);
+		if (r < 0)
+			return r;
+	} else {
+		n = sf_tar_read_data(p->tar, &off, p->buf, COPY_BUF_SIZE, err);
+	}
+	for (; n > 0; n = sf_tar_read_data(p->tar, &off, p->buf, COPY_BUF_SIZE, err)) {
 		if (off + (uint64_t)n > e->size)
 			return sf_fail(err, EIO, "tar entry %s: data beyond its size", e->path);
 		for (ssize_t done = 0; done < n;) {
@@ -196,12 +253,15 @@ static sf_ret drain(struct sf_reader r, unsigned char *buf, struct sf_error *err
 	return (sf_ret)n;
 }
 
-static sf_ret check_digest(struct sf_sha256 *sha, const char *want, const char *what,
+/* Wait for a hasher to have seen every byte, then compare. */
+static sf_ret check_digest(struct sf_hasher *h, const char *want, const char *what,
 			   struct sf_error *err)
 {
 	char got[SF_DIGEST_STR_LEN + 1];
+	sf_ret r = sf_hasher_final(h, got, err);
 
-	sf_sha256_final(sha, got);
+	if (r < 0)
+		return r;
 	if (want && strcmp(got, want) != 0)
 		return sf_fail(err, EIO, "%s mismatch: expected %s, got %s", what, want, got);
 	return 0;
@@ -248,14 +308,13 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 	if (more < 0)
 		return more;
 	r = drain((struct sf_reader){ .read = counted_read, .ctx = &p->counted }, p->buf, err);
-	if (r == 0)
-		r = drain((struct sf_reader){ .read = spool_read, .ctx = &p->spool }, p->buf, err);
 	if (r < 0)
 		return r;
+	/* the blob hasher reads any bytes after the compressed stream too */
 	p->blob_checked = true;
-	r = check_digest(p->spool.sha, l->desc->digest, "blob digest", err);
+	r = check_digest(p->blob_hash, l->desc->digest, "blob digest", err);
 	if (r == 0)
-		r = check_digest(p->counted.sha, l->desc->diff_id, "diff_id", err);
+		r = check_digest(p->counted.hash, l->desc->diff_id, "diff_id", err);
 	return r;
 }
 
@@ -266,14 +325,15 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 static void blame_blob_if_corrupt(struct pull *p, struct sf_error *err)
 {
 	struct sf_error drain_err = { 0 };
-	struct sf_reader spool = { .read = spool_read, .ctx = &p->spool };
+	sf_ret r;
 
-	if (drain(spool, p->buf, &drain_err) < 0)
-		return; /* download failed too: the first error stands */
-	if (check_digest(p->spool.sha, p->l->desc->digest, "blob digest", &drain_err) < 0)
+	/* the hasher waits for the rest of the blob */
+	r = check_digest(p->blob_hash, p->l->desc->digest, "blob digest", &drain_err);
+	if (r == -EIO)
 		*err = drain_err;
-	else
+	else if (r == 0)
 		sf_error_prefix(err, "blob digest verified, the layer itself is corrupt");
+	/* else the download failed too: the first error stands */
 }
 
 static sf_ret unpack(struct pull *p, struct sf_error *err)
@@ -298,11 +358,12 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 		return r;
 	p->buf = malloc(COPY_BUF_SIZE);
 	p->spool = (struct spool_reader){ .blob = &l->blob, .fd = p->blob_fd };
-	p->spool.sha = sf_sha256_new();
-	p->counted.sha = sf_sha256_new();
 	p->counted.count = &l->unpacked;
-	if (!p->buf || !p->spool.sha || !p->counted.sha)
+	if (!p->buf)
 		return sf_fail(err, ENOMEM, "out of memory");
+	r = sf_hasher_pipe(&p->counted.hash, err);
+	if (r < 0)
+		return r;
 	l->blob.reg = reg;
 	l->blob.digest = l->desc->digest;
 	l->blob.size = l->desc->size;
@@ -310,6 +371,9 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 	set_state(l, SF_LAYER_FETCHING);
 	sf_fetcher_add(f, &l->blob);
 	p->blob_added = true;
+	r = sf_hasher_follow(&l->blob, p->blob_fd, &p->blob_hash, err);
+	if (r < 0)
+		return r;
 	r = unpack(p, err);
 	if (r < 0)
 		return r;
@@ -331,15 +395,16 @@ static bool adopt_cached(struct sf_layer *l)
 	l->idx = idx;
 	l->data_fd = fd;
 	pthread_rwlock_unlock(&l->lock);
+	atomic_store(&l->unpacked, sf_cache_layer_unpacked_size(l->cache, l->desc->digest));
 	return true;
 }
 
 static void pull_cleanup(struct pull *p, bool failed)
 {
+	sf_writer_free(p->writer);
 	sf_tar_free(p->tar);
 	sf_decompressor_free(p->dec);
-	sf_sha256_free(p->spool.sha);
-	sf_sha256_free(p->counted.sha);
+	sf_hasher_free(p->counted.hash);
 	free(p->buf);
 	if (p->blob_added) {
 		/* the fetcher may still be writing to blob_fd until it finishes;
@@ -349,6 +414,7 @@ static void pull_cleanup(struct pull *p, bool failed)
 		else
 			sf_blob_wait(&p->l->blob, UINT64_MAX);
 	}
+	sf_hasher_free(p->blob_hash); /* the blob finished: its thread ends */
 	if (p->blob_fd >= 0)
 		close(p->blob_fd);
 	if (failed && p->work_dir)

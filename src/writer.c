@@ -1,0 +1,153 @@
+/* writer.c - see writer.h.
+ *
+ * Slots form a ring: [head, head + queued) are queued for the thread in
+ * order, the slot at head + queued is the one the producer fills next.
+ * The producer owns that slot's buffer until it queues it; the thread owns
+ * the queued slots until it drops them from the head.  Both counters are
+ * under lock.
+ */
+#include "writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct slot {
+	unsigned char *buf;
+	size_t len;
+	uint64_t off;
+};
+
+struct sf_writer {
+	int fd;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* any change of queued or stop */
+	struct slot slots[SF_WRITER_SLOTS];
+	unsigned head, queued;
+	bool stop;
+	int error; /* first write error (positive errno) */
+};
+
+static int write_slot(int fd, const struct slot *s)
+{
+	size_t done = 0;
+
+	while (done < s->len) {
+		ssize_t n = pwrite(fd, s->buf + done, s->len - done, (off_t)(s->off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? errno : EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static void *writer_main(void *arg)
+{
+	struct sf_writer *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		struct slot *s;
+		int e;
+
+		while (w->queued == 0 && !w->stop)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (w->queued == 0)
+			break; /* stop, and nothing left */
+		s = &w->slots[w->head];
+		pthread_mutex_unlock(&w->lock);
+		e = w->error ? 0 : write_slot(w->fd, s); /* after an error: drop */
+		pthread_mutex_lock(&w->lock);
+		if (e && !w->error)
+			w->error = e;
+		w->head = (w->head + 1) % SF_WRITER_SLOTS;
+		w->queued--;
+		pthread_cond_broadcast(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+sf_ret sf_writer_new(int fd, struct sf_writer **out, struct sf_error *err)
+{
+	struct sf_writer *w = calloc(1, sizeof(*w));
+	int rc;
+
+	*out = NULL;
+	if (!w)
+		return sf_fail(err, ENOMEM, "out of memory");
+	w->fd = fd;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	rc = pthread_create(&w->thread, NULL, writer_main, w);
+	if (rc) {
+		sf_writer_free(w);
+		return sf_fail(err, rc, "cannot start data writer thread: %s", strerror(rc));
+	}
+	w->started = true;
+	*out = w;
+	return 0;
+}
+
+void *sf_writer_buf(struct sf_writer *w)
+{
+	struct slot *s;
+
+	pthread_mutex_lock(&w->lock);
+	while (w->queued == SF_WRITER_SLOTS)
+		pthread_cond_wait(&w->cond, &w->lock);
+	s = &w->slots[(w->head + w->queued) % SF_WRITER_SLOTS];
+	pthread_mutex_unlock(&w->lock);
+	if (!s->buf)
+		s->buf = malloc(SF_WRITER_BUF);
+	return s->buf;
+}
+
+void sf_writer_queue(struct sf_writer *w, size_t len, uint64_t off)
+{
+	struct slot *s;
+
+	pthread_mutex_lock(&w->lock);
+	s = &w->slots[(w->head + w->queued) % SF_WRITER_SLOTS];
+	s->len = len;
+	s->off = off;
+	w->queued++;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+sf_ret sf_writer_flush(struct sf_writer *w)
+{
+	int e;
+
+	pthread_mutex_lock(&w->lock);
+	while (w->queued > 0)
+		pthread_cond_wait(&w->cond, &w->lock);
+	e = w->error;
+	pthread_mutex_unlock(&w->lock);
+	return e ? -e : 0;
+}
+
+void sf_writer_free(struct sf_writer *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (w->started)
+		pthread_join(w->thread, NULL);
+	for (unsigned i = 0; i < SF_WRITER_SLOTS; i++)
+		free(w->slots[i].buf);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
