@@ -276,17 +276,19 @@ sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_des
 {
 	_cleanup_free_ char *final = sf_cache_layer_dir(c, desc->digest);
 	_cleanup_free_ char *blob = path_join(work_dir, "blob", NULL);
+	_cleanup_free_ char *map = path_join(work_dir, "blob.map", NULL);
 	_cleanup_free_ char *data = path_join(work_dir, "data", NULL);
 	_cleanup_free_ char *layers = path_join(c->root, "layers", NULL);
 	sf_ret r;
 
-	if (!final || !blob || !data || !layers)
+	if (!final || !blob || !map || !data || !layers)
 		return sf_fail(err, ENOMEM, "out of memory");
 	r = write_index(work_dir, idx, err);
 	if (r == 0)
 		r = write_meta(work_dir, desc, idx, diff_size, err);
 	if (r < 0)
 		return r;
+	unlink(map); /* first: a map never outlives its blob */
 	unlink(blob);
 	if (fsync_path(data) < 0 || fsync_path(work_dir) < 0)
 		return sf_fail(err, EIO, "cache dir %s: cannot sync %s", c->root, work_dir);

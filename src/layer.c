@@ -19,6 +19,7 @@
 
 #include "decompress.h"
 #include "digest.h"
+#include "resume.h"
 #include "tar.h"
 
 #define COPY_BUF_SIZE (256 * 1024)
@@ -81,8 +82,8 @@ static ssize_t counted_read(void *ctx, void *buf, size_t len, struct sf_error *e
 struct pull {
 	struct sf_layer *l;
 	struct sf_fetcher *fetcher; /* cancelling a finished blob never touches it */
-	char *work_dir;
-	int lock_fd, blob_fd;
+	struct sf_spool files;	    /* work dir, blob spool and its chunk map */
+	int lock_fd;
 	struct spool_reader spool;
 	struct counted_reader counted;
 	struct sf_decompressor *dec;
@@ -91,6 +92,7 @@ struct pull {
 	uint64_t data_end;
 	bool blob_added;
 	bool blob_checked; /* the blob digest was computed over every byte */
+	bool discard;	   /* the spool is worthless: do not resume from it */
 };
 
 const char *sf_layer_state_name(enum sf_layer_state s)
@@ -207,19 +209,16 @@ static sf_ret check_digest(struct sf_sha256 *sha, const char *want, const char *
 	return 0;
 }
 
-static sf_ret open_work_files(struct pull *p, struct sf_error *err)
+static sf_ret open_data_file(struct pull *p, struct sf_error *err)
 {
 	struct sf_layer *l = p->l;
 	char path[4096];
 
-	snprintf(path, sizeof(path), "%s/blob", p->work_dir);
-	p->blob_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (p->blob_fd < 0)
-		return sf_fail(err, errno, "cannot create %s: %s", path, strerror(errno));
-	snprintf(path, sizeof(path), "%s/data", p->work_dir);
+	snprintf(path, sizeof(path), "%s/data", p->files.work_dir);
 	l->data_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (l->data_fd < 0)
-		return sf_fail(err, errno, "cannot create %s: %s", path, strerror(errno));
+		return sf_fail(err, errno, "cache dir %s: cannot create %s: %s",
+			       l->cache->root, path, strerror(errno));
 	return 0;
 }
 
@@ -253,7 +252,12 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 	if (r < 0)
 		return r;
 	p->blob_checked = true;
+	p->discard = true; /* unless all is well, nothing here is worth resuming */
 	r = check_digest(p->spool.sha, l->desc->digest, "blob digest", err);
+	if (r < 0 && p->files.resumed)
+		sf_error_prefix(err, "spool resumed with %llu bytes from an earlier pull is "
+				"wrong and was thrown away; the next pull fetches it all",
+				(unsigned long long)p->files.resumed);
 	if (r == 0)
 		r = check_digest(p->counted.sha, l->desc->diff_id, "diff_id", err);
 	return r;
@@ -270,6 +274,7 @@ static void blame_blob_if_corrupt(struct pull *p, struct sf_error *err)
 
 	if (drain(spool, p->buf, &drain_err) < 0)
 		return; /* download failed too: the first error stands */
+	p->discard = true; /* every byte was read: the spool or the layer is bad */
 	if (check_digest(p->spool.sha, p->l->desc->digest, "blob digest", &drain_err) < 0)
 		*err = drain_err;
 	else
@@ -291,13 +296,13 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 	struct sf_layer *l = p->l;
 	sf_ret r;
 
-	r = sf_cache_begin_layer(l->cache, l->desc->digest, &p->work_dir, err);
+	r = sf_spool_open(l->cache, l->desc, &p->files, err);
 	if (r == 0)
-		r = open_work_files(p, err);
+		r = open_data_file(p, err);
 	if (r < 0)
 		return r;
 	p->buf = malloc(COPY_BUF_SIZE);
-	p->spool = (struct spool_reader){ .blob = &l->blob, .fd = p->blob_fd };
+	p->spool = (struct spool_reader){ .blob = &l->blob, .fd = p->files.blob_fd };
 	p->spool.sha = sf_sha256_new();
 	p->counted.sha = sf_sha256_new();
 	p->counted.count = &l->unpacked;
@@ -306,14 +311,14 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 	l->blob.reg = reg;
 	l->blob.digest = l->desc->digest;
 	l->blob.size = l->desc->size;
-	l->blob.fd = p->blob_fd;
+	sf_spool_attach(&p->files, &l->blob);
 	set_state(l, SF_LAYER_FETCHING);
 	sf_fetcher_add(f, &l->blob);
 	p->blob_added = true;
 	r = unpack(p, err);
 	if (r < 0)
 		return r;
-	return sf_cache_commit_layer(l->cache, l->desc, p->work_dir, l->idx,
+	return sf_cache_commit_layer(l->cache, l->desc, p->files.work_dir, l->idx,
 				     atomic_load(&l->unpacked), err);
 }
 
@@ -349,11 +354,8 @@ static void pull_cleanup(struct pull *p, bool failed)
 		else
 			sf_blob_wait(&p->l->blob, UINT64_MAX);
 	}
-	if (p->blob_fd >= 0)
-		close(p->blob_fd);
-	if (failed && p->work_dir)
-		sf_cache_remove_tree(p->work_dir);
-	free(p->work_dir);
+	/* kept for the next pull unless condemned (see resume.h) */
+	sf_spool_close(&p->files, failed && p->discard);
 	sf_cache_unlock_layer(p->lock_fd);
 }
 
@@ -367,7 +369,7 @@ static void *pull_thread(void *arg)
 {
 	struct start_args a = *(struct start_args *)arg;
 	struct sf_layer *l = a.l;
-	struct pull p = { .l = l, .fetcher = a.fetcher, .lock_fd = -1, .blob_fd = -1 };
+	struct pull p = { .l = l, .fetcher = a.fetcher, .lock_fd = -1, .files.blob_fd = -1 };
 	struct sf_error err = { 0 };
 	sf_ret r;
 
