@@ -201,24 +201,6 @@ void sf_cache_remove_tree(const char *path)
 	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-sf_ret sf_cache_begin_layer(const struct sf_cache *c, const char *digest, char **work_dir,
-			    struct sf_error *err)
-{
-	char *dir = sf_cache_work_dir(c, digest);
-
-	if (!dir)
-		return sf_fail(err, ENOMEM, "out of memory");
-	sf_cache_remove_tree(dir);
-	if (mkdir(dir, 0700) < 0) {
-		sf_ret r = sf_fail(err, errno, "cache dir %s: cannot create %s: %s", c->root, dir,
-				   strerror(errno));
-		free(dir);
-		return r;
-	}
-	*work_dir = dir;
-	return 0;
-}
-
 static sf_ret fsync_path(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
