@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "cache_gc.h"
 #include "dirops.h"
 #include "fs.h"
 #include "layer.h"
@@ -116,7 +117,7 @@ static int check_mountpoint(const char *path, char abs[PATH_MAX])
 	return 0;
 }
 
-static char *default_cache_dir(void)
+char *sf_mount_default_cache_dir(void)
 {
 	const char *xdg = getenv("XDG_CACHE_HOME");
 	const char *home = getenv("HOME");
@@ -140,6 +141,7 @@ struct mount_state {
 	struct sf_image img;
 	struct sf_cache *cache;
 	struct sf_layer *layers;
+	int *use_fds; /* cache_gc.h: each layer is in use while mounted */
 	unsigned n_layers_ready;
 	struct sf_fs fs;
 	bool fs_ready;
@@ -167,6 +169,9 @@ static void mount_state_free(struct mount_state *m)
 	if (m->fs_ready)
 		sf_fs_destroy(&m->fs);
 	free(m->layers);
+	for (unsigned i = 0; m->use_fds && i < m->img.n_layers; i++)
+		sf_cache_unuse_layer(m->use_fds[i]);
+	free(m->use_fds);
 	sf_cache_free(m->cache);
 	sf_image_clear(&m->img);
 	sf_registry_free(m->reg);
@@ -217,7 +222,7 @@ static int resolve_image(struct mount_state *m, const struct sf_mount_opts *o)
 
 static int open_cache(struct mount_state *m, const struct sf_mount_opts *o)
 {
-	_cleanup_free_ char *dir = o->cache_dir ? strdup(o->cache_dir) : default_cache_dir();
+	_cleanup_free_ char *dir = o->cache_dir ? strdup(o->cache_dir) : sf_mount_default_cache_dir();
 	struct sf_error err = { 0 };
 	sf_ret r;
 
@@ -233,9 +238,17 @@ static int open_layers(struct mount_state *m)
 	sf_ret r;
 
 	m->layers = calloc(m->img.n_layers ? m->img.n_layers : 1, sizeof(*m->layers));
-	if (!m->layers)
+	m->use_fds = malloc((m->img.n_layers ? m->img.n_layers : 1) * sizeof(*m->use_fds));
+	if (!m->layers || !m->use_fds)
 		return fail("out of memory");
+	for (unsigned i = 0; i < m->img.n_layers; i++)
+		m->use_fds[i] = -1;
 	for (unsigned i = 0; i < m->img.n_layers; i++) {
+		/* before the layer is looked up: gc must not remove it under us */
+		r = sf_cache_use_layer(m->cache, m->img.layers[i].digest, &m->use_fds[i], &err);
+		if (r < 0)
+			return fail("layer %u (%s): %s", i, m->img.layers[i].digest,
+				    sf_error_text(&err, r));
 		r = sf_layer_init(&m->layers[i], i, &m->img.layers[i], m->cache, &err);
 		if (r < 0) {
 			sf_layer_destroy(&m->layers[i]);

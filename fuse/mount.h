@@ -20,6 +20,8 @@ struct sf_mount_opts {
 /* Both return a process exit status and print one line on failure. */
 int sf_mount_main(const struct sf_mount_opts *o);
 int sf_umount_main(const char *mountpoint);
+/* The cache dir when --cache is not given (new string). */
+char *sf_mount_default_cache_dir(void);
 
 /* Prints "soci-fuse: <message>" on stderr; returns 1. */
 int sf_cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
