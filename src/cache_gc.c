@@ -35,6 +35,12 @@ sf_ret sf_cache_use_layer(const struct sf_cache *c, const char *digest, int *fd,
 	if (!path)
 		return sf_fail(err, ENOMEM, "out of memory");
 	f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (f < 0 && errno == EROFS) {
+		/* a read-only cache: nothing can remove the layer, complete layers
+		 * are still served; a pull will fail naming the cache dir */
+		*fd = -1;
+		return 0;
+	}
 	if (f < 0)
 		return sf_fail(err, errno, "cache dir %s: cannot open %s: %s", c->root, path,
 			       strerror(errno));

@@ -379,6 +379,8 @@ static void *pull_thread(void *arg)
 	if (r == 0 && !adopt_cached(l))
 		r = fetch_and_unpack(&p, a.reg, a.fetcher, &err);
 	pull_cleanup(&p, r < 0);
+	if ((r == -ENOSPC || r == -EDQUOT || r == -EROFS) && !strstr(err.msg, l->cache->root))
+		sf_error_prefix(&err, "cache dir %s", l->cache->root); /* e.g. the spool write */
 	if (r < 0) {
 		l->err = err;
 		sf_error_prefix(&l->err, "layer %u (%s)", l->number, l->desc->digest);
