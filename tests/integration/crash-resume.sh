@@ -23,7 +23,7 @@
 # printed at the end.
 #
 # Knobs: CRASH_SEEDS (default 4; e.g. 50 for a long run), CRASH_MIB
-# (default 12), SLOW_RATE (default 1000000).
+# (default 8), SLOW_RATE (default 1500000).
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -31,8 +31,8 @@ set -euo pipefail
 
 [ -x "$SOCI_FUSE" ] || die "$SOCI_FUSE: no such executable (set SOCI_FUSE)"
 CRASH_SEEDS=${CRASH_SEEDS:-4}
-CRASH_MIB=${CRASH_MIB:-12}
-SLOW_RATE=${SLOW_RATE:-1000000}
+CRASH_MIB=${CRASH_MIB:-8}
+SLOW_RATE=${SLOW_RATE:-1500000}
 CHUNK=$((1024 * 1024))
 SF_OPTS=(--chunk-size 1M --connections 2)
 

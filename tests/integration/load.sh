@@ -17,7 +17,7 @@
 # every daemon exits after umount.  The figures (time to complete, reads,
 # bytes verified, slowest operation) are printed.
 #
-# Knobs: LOAD_MIB (MiB per layer set, default 24), LOAD_MOUNTS, LOAD_THREADS,
+# Knobs: LOAD_MIB (MiB per layer set, default 16), LOAD_MOUNTS, LOAD_THREADS,
 # LOAD_RATE (default 250000), LOAD_TIMEOUT (default 600), LOAD_HANG (180).
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
@@ -25,7 +25,7 @@ set -euo pipefail
 . "${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 
 [ -x "$SOCI_FUSE" ] || die "$SOCI_FUSE: no such executable (set SOCI_FUSE)"
-LOAD_MIB=${LOAD_MIB:-24}
+LOAD_MIB=${LOAD_MIB:-16}
 LOAD_MOUNTS=${LOAD_MOUNTS:-8}
 LOAD_THREADS=${LOAD_THREADS:-32}
 LOAD_RATE=${LOAD_RATE:-250000}
