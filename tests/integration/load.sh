@@ -14,7 +14,9 @@
 # byte, no operation stuck (LOAD_HANG s) and completion within LOAD_TIMEOUT
 # (generous: no timed assertion, a hang must end as a failure); every mount
 # complete; each shared layer pulled once (downloaded by one process);
-# every daemon exits after umount.  The figures (time to complete, reads,
+# every daemon exits after umount.  Meanwhile another process mounts and
+# unmounts image c in a loop and `cache ls` / `cache gc` run in a loop, and
+# must not disturb anything.  The figures (time to complete, reads,
 # bytes verified, slowest operation) are printed.
 #
 # Knobs: LOAD_MIB (MiB per layer set, default 16), LOAD_MOUNTS, LOAD_THREADS,
@@ -97,9 +99,36 @@ for ((m = 0; m < LOAD_MOUNTS; m++)); do
 done
 log "$LOAD_MOUNTS mounts up after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s"
 
+# Churn while the readers run: another process mounts and unmounts image c
+# over and over on a mountpoint of its own, and `cache ls` / `cache gc`
+# (with a size limit nothing in use can meet) run in a loop: neither may
+# disturb the mounts being read (gc must not remove a layer in use).
+churn() {
+	local n=0
+	while [ ! -e "$T/stop-churn" ]; do
+		if sf_mount --cache "$CACHE" "$PROXY/test/load:c" "$T/mnt-churn" >>"$T/churn.log" 2>&1; then
+			cat "$T/mnt-churn/status" >/dev/null 2>>"$T/churn.log" || echo "status of mnt-churn unreadable" >>"$T/churn.errors"
+			sf_umount "$T/mnt-churn" >>"$T/churn.log" 2>&1 || echo "umount mnt-churn failed" >>"$T/churn.errors"
+		else
+			echo "mount mnt-churn failed" >>"$T/churn.errors"
+		fi
+		"$SOCI_FUSE" cache ls --cache "$CACHE" >/dev/null 2>>"$T/churn.log" || echo "cache ls failed" >>"$T/churn.errors"
+		"$SOCI_FUSE" cache gc --max-size 1 --cache "$CACHE" >>"$T/churn.log" 2>&1 || echo "cache gc failed" >>"$T/churn.errors"
+		n=$((n + 1))
+	done
+	echo "$n" >"$T/churn.rounds"
+}
+churn &
+CHURN=$!
+BG_PIDS+=($CHURN)
 out=$(python3 "$INTEG_DIR/loadread.py" --threads "$LOAD_THREADS" --timeout "$LOAD_TIMEOUT" \
 	--hang "$LOAD_HANG" "${ARGS[@]}") && rc=0 || rc=$?
 echo "$out" | sed 's/^/# /'
+touch "$T/stop-churn"
+wait "$CHURN" || true
+log "churn: $(cat "$T/churn.rounds" 2>/dev/null || echo '?') rounds of mount/umount + cache ls + cache gc"
+check "churn: mounts, umounts, cache ls and gc all worked" test ! -s "$T/churn.errors"
+[ ! -s "$T/churn.errors" ] || sort "$T/churn.errors" | uniq -c | head
 check "$LOAD_THREADS readers on $LOAD_MOUNTS mounts: no error, no wrong byte, no hang (exit $rc)" test "$rc" = 0
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$out" "$1" 2>/dev/null || true; }
 check "readers verified whole files ($(field reads)) and ranges ($(field ranges))" \
