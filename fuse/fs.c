@@ -207,8 +207,10 @@ static bool try_answer(struct sf_fs *fs, struct sf_waiter *w)
 	}
 	pthread_rwlock_rdlock(&l->lock);
 	id = sf_index_lookup(l->idx, w->dir, w->name);
-	if (id)
+	if (id) {
+		atomic_store(&l->exposed, true); /* see layer.h */
 		layer_entry(l, id, &e);
+	}
 	pthread_rwlock_unlock(&l->lock);
 	if (id) {
 		fuse_reply_entry(w->req, &e);

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "decompress.h"
@@ -93,6 +94,7 @@ struct pull {
 	bool blob_added;
 	bool blob_checked; /* the blob digest was computed over every byte */
 	bool discard;	   /* the spool is worthless: do not resume from it */
+	bool blob_bad;	   /* ... because the blob digest did not match */
 };
 
 const char *sf_layer_state_name(enum sf_layer_state s)
@@ -254,10 +256,7 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 	p->blob_checked = true;
 	p->discard = true; /* unless all is well, nothing here is worth resuming */
 	r = check_digest(p->spool.sha, l->desc->digest, "blob digest", err);
-	if (r < 0 && p->files.resumed)
-		sf_error_prefix(err, "spool resumed with %llu bytes from an earlier pull is "
-				"wrong and was thrown away; the next pull fetches it all",
-				(unsigned long long)p->files.resumed);
+	p->blob_bad = r < 0;
 	if (r == 0)
 		r = check_digest(p->counted.sha, l->desc->diff_id, "diff_id", err);
 	return r;
@@ -275,8 +274,10 @@ static void blame_blob_if_corrupt(struct pull *p, struct sf_error *err)
 	if (drain(spool, p->buf, &drain_err) < 0)
 		return; /* download failed too: the first error stands */
 	p->discard = true; /* every byte was read: the spool or the layer is bad */
-	if (check_digest(p->spool.sha, p->l->desc->digest, "blob digest", &drain_err) < 0)
+	if (check_digest(p->spool.sha, p->l->desc->digest, "blob digest", &drain_err) < 0) {
 		*err = drain_err;
+		p->blob_bad = true;
+	}
 	else
 		sf_error_prefix(err, "blob digest verified, the layer itself is corrupt");
 }
@@ -339,7 +340,8 @@ static bool adopt_cached(struct sf_layer *l)
 	return true;
 }
 
-static void pull_cleanup(struct pull *p, bool failed)
+/* Release everything of a pull but the layer lock. */
+static void pull_release(struct pull *p, bool failed)
 {
 	sf_tar_free(p->tar);
 	sf_decompressor_free(p->dec);
@@ -356,7 +358,57 @@ static void pull_cleanup(struct pull *p, bool failed)
 	}
 	/* kept for the next pull unless condemned (see resume.h) */
 	sf_spool_close(&p->files, failed && p->discard);
+}
+
+static void pull_cleanup(struct pull *p, bool failed)
+{
+	pull_release(p, failed);
 	sf_cache_unlock_layer(p->lock_fd);
+}
+
+/* A pull that resumed from an earlier spool failed the blob digest: the
+ * kept bytes were wrong (a damaged disk, or other bytes served back then).
+ * Throw the spool away and get ready to fetch everything once more -
+ * unless an entry of the layer was already handed to the kernel: the new
+ * index could give its inode number to another entry, so then the layer
+ * fails (EIO) and the next mount fetches afresh.  Returns true when the
+ * pull may be run again. */
+static bool restart_from_scratch(struct pull *p)
+{
+	struct sf_layer *l = p->l;
+	struct sf_index *fresh, *old;
+	int lock_fd = p->lock_fd;
+
+	if (!p->blob_bad || !p->files.resumed)
+		return false;
+	fresh = sf_index_new();
+	if (!fresh)
+		return false;
+	pthread_rwlock_wrlock(&l->lock);
+	if (atomic_load(&l->exposed)) {
+		pthread_rwlock_unlock(&l->lock);
+		sf_index_free(fresh);
+		return false;
+	}
+	old = l->idx;
+	l->idx = fresh;
+	pthread_rwlock_unlock(&l->lock);
+	sf_index_free(old);
+	if (l->data_fd >= 0) /* nothing was exposed, so no file of it is open */
+		close(l->data_fd);
+	l->data_fd = -1;
+	pull_release(p, true); /* p->discard is set: the work dir goes */
+	*p = (struct pull){ .l = l, .fetcher = p->fetcher, .lock_fd = lock_fd,
+			    .files.blob_fd = -1 };
+	pthread_mutex_lock(&l->blob.lock); /* the fetcher is done with it */
+	l->blob.contiguous = l->blob.fetched = l->blob.reused = l->blob.downloaded = 0;
+	l->blob.finished = false;
+	l->blob.error = 0;
+	memset(&l->blob.err, 0, sizeof(l->blob.err));
+	l->blob.priv = NULL;
+	pthread_mutex_unlock(&l->blob.lock);
+	atomic_store(&l->unpacked, 0);
+	return true;
 }
 
 struct start_args {
@@ -376,9 +428,20 @@ static void *pull_thread(void *arg)
 	free(arg);
 	set_state(l, SF_LAYER_WAITING);
 	r = sf_cache_lock_layer(l->cache, l->desc->digest, &p.lock_fd, &l->cancel, &err);
-	if (r == 0 && !adopt_cached(l))
+	if (r == 0 && !adopt_cached(l)) {
 		r = fetch_and_unpack(&p, a.reg, a.fetcher, &err);
+		if (r < 0 && !l->cancel && restart_from_scratch(&p)) {
+			syslog(LOG_WARNING, "layer %u (%s): %s; fetching all of it again", l->number,
+			       l->desc->digest, err.msg);
+			memset(&err, 0, sizeof(err));
+			r = fetch_and_unpack(&p, a.reg, a.fetcher, &err);
+		}
+	}
 	pull_cleanup(&p, r < 0);
+	if (r < 0 && p.blob_bad && p.files.resumed)
+		sf_error_prefix(&err, "spool resumed with %llu bytes from an earlier pull is wrong "
+				"and was thrown away; the next pull fetches it all",
+				(unsigned long long)p.files.resumed);
 	if ((r == -ENOSPC || r == -EDQUOT || r == -EROFS) && !strstr(err.msg, l->cache->root))
 		sf_error_prefix(&err, "cache dir %s", l->cache->root); /* e.g. the spool write */
 	if (r < 0) {

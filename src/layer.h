@@ -58,6 +58,11 @@ struct sf_layer {
 	sf_layer_notify_fn notify;
 	void *notify_arg;
 	bool failure_reported; /* owned by the front-end */
+	/* Set by the front-end, under `lock` (shared), when it hands an entry
+	 * of idx other than the root to the kernel.  Until then the pull may
+	 * replace idx with a fresh one (a resumed spool turned out wrong, see
+	 * layer.c) without an inode number ever naming two entries. */
+	_Atomic bool exposed;
 };
 
 /* Set up and, if the cache has it complete, load it (state COMPLETE). */

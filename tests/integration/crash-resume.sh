@@ -19,6 +19,9 @@
 #     layer 1: R == P and D <= size - P + 2 chunks (resume, not restart);
 #   - the merged tree (overlay on lowerdir) == podman's unpack of the image;
 #     CACHE/tmp/ is empty, layer 1 is in CACHE/layers/ without blob or map.
+# Then a spool damaged after a kill (a flipped byte the chunk map covers):
+# resumed, the digest fails, and the pull starts over once (nothing was
+# served yet) or fails cleanly (an entry was served).
 # Figures (seeds survived, bytes persisted / refetched per crash) are
 # printed at the end.
 #
@@ -191,6 +194,104 @@ for ((seed = 1; seed <= CRASH_SEEDS; seed++)); do
 	log "$fig"
 	rm -rf "$CACHE"
 done
+# ---- a resumed spool with wrong bytes (a damaged disk): flip a byte the
+# chunk map covers after a kill.  (a) Nothing of layer 1 was looked up yet:
+# the pull notices the blob digest mismatch at the end, throws the spool
+# away and fetches everything once more, and completes byte-exact.
+# (b) An entry of layer 1 was handed out first (a lookup through a much
+# slower proxy, so it surely comes before the end): the layer fails with
+# EIO and a message saying so rather than rebuilding its index under the
+# kernel's feet; the spool is gone, and the next mount completes afresh.
+# flip_spool_byte CACHE: a byte 4 KiB before the end of what the map covers:
+# inside the random filler (a stored deflate block), so the stream stays
+# readable and the early entries are served; only the digests can tell.
+flip_spool_byte() {
+	python3 - "$1/tmp/$HEX/blob" "$(($(map_bytes "$1") - 4096))" <<'EOF'
+import sys
+off = int(sys.argv[2])
+with open(sys.argv[1], "r+b") as f:
+    f.seek(off)
+    b = f.read(1)
+    f.seek(off)
+    f.write(bytes([b[0] ^ 0xFF]))
+EOF
+}
+# interrupted_pull CACHE MNT IMAGE: mount, kill -9 at 50% with bytes persisted
+interrupted_pull() {
+	local i
+	for ((i = 0; i < 5; i++)); do
+		sf_mount --cache "$1" "${SF_OPTS[@]}" "$3" "$2" || return 1
+		kill_at "$2" 50 0 >/dev/null || return 1
+		[ "$(map_bytes "$1")" -gt $((1024 * 1024)) ] && return 0
+		rm -rf "$1" # killed too early or too late: again
+	done
+	echo "no kill left a chunk map covering 1 MiB" >&2
+	return 1
+}
+size=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tags"]["slow"]["sizes"][1])' "$IMG/stream.json")
+CACHE=$T/cache-flip-a
+MNT=$T/mnt-flip-a
+if interrupted_pull "$CACHE" "$MNT" "$IMAGE"; then
+	persisted=$(map_bytes "$CACHE")
+	flip_spool_byte "$CACHE"
+	check "flipped spool (a): remount" sf_mount --cache "$CACHE" "${SF_OPTS[@]}" "$IMAGE" "$MNT"
+	check "flipped spool (a): complete anyway" wait_complete "$MNT" 300
+	down=$(field "$MNT" downloaded)
+	log "flipped spool (a): persisted $persisted, downloaded $down of $size"
+	check "flipped spool (a): everything fetched again ($down of $size bytes)" test "$down" -ge "$size"
+	if merged=$(overlay_mount "$(cat "$MNT/lowerdir")" "$T/ov-flip-a"); then
+		check "flipped spool (a): merged tree == podman's" tree_compare --quiet "$merged" "$REF"
+		umount "$merged" || true
+	else
+		fail "flipped spool (a): overlay mount"
+	fi
+	check "flipped spool (a): umount" sf_umount "$MNT"
+else
+	fail "flipped spool (a): could not interrupt a pull"
+fi
+
+python3 "$INTEG_DIR/slowproxy.py" --upstream "$REGISTRY" --rate 100000 \
+	--port-file "$T/proxy2.port" >/dev/null 2>"$T/proxy2.log" &
+BG_PIDS+=($!)
+for ((i = 0; i < 100; i++)); do
+	[ -s "$T/proxy2.port" ] && curl -fsS -o /dev/null "http://127.0.0.1:$(cat "$T/proxy2.port")/v2/" && break
+	sleep 0.1
+done
+SLOW_IMAGE=127.0.0.1:$(cat "$T/proxy2.port")/test/stream:slow
+CACHE=$T/cache-flip-b
+MNT=$T/mnt-flip-b
+if interrupted_pull "$CACHE" "$MNT" "$IMAGE"; then
+	flip_spool_byte "$CACHE"
+	check "flipped spool (b): remount through a slower proxy" \
+		sf_mount --cache "$CACHE" "${SF_OPTS[@]}" "$SLOW_IMAGE" "$MNT"
+	check "flipped spool (b): an early file is served (from the resumed spool)" \
+		test "$(timeout 60 cat "$MNT/layers/1/d/early-0")" = "early file 0"
+	for ((i = 0; i < 1200; i++)); do
+		s=$(field "$MNT" state)
+		[ "$s" = failed ] || [ "$s" = complete ] && break
+		sleep 0.1
+	done
+	check "flipped spool (b): layer 1 failed (not rebuilt under an exposed entry)" test "$s" = failed
+	err=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][1].get("error", ""))' "$MNT/status")
+	log "flipped spool (b): $err"
+	check "flipped spool (b): the error says the resumed spool was wrong and thrown away" \
+		grep -q "resumed .* thrown away" <<<"$err"
+	check "flipped spool (b): reads get EIO" bash -c "! cat '$MNT/layers/1/d/early-1' 2>/dev/null"
+	check "flipped spool (b): umount" sf_umount "$MNT"
+	check "flipped spool (b): the spool is gone" test ! -e "$CACHE/tmp/$HEX"
+	check "flipped spool (b): next mount" sf_mount --cache "$CACHE" "${SF_OPTS[@]}" "$IMAGE" "$MNT"
+	check "flipped spool (b): ... completes" wait_complete "$MNT" 300
+	if merged=$(overlay_mount "$(cat "$MNT/lowerdir")" "$T/ov-flip-b"); then
+		check "flipped spool (b): merged tree == podman's" tree_compare --quiet "$merged" "$REF"
+		umount "$merged" || true
+	else
+		fail "flipped spool (b): overlay mount"
+	fi
+	check "flipped spool (b): umount" sf_umount "$MNT"
+else
+	fail "flipped spool (b): could not interrupt a pull"
+fi
+
 for f in "${FIGS[@]}"; do echo "# $f"; done
 echo "# seeds survived: $SURVIVED of $CRASH_SEEDS"
 check "all $CRASH_SEEDS seeds survived" test "$SURVIVED" = "$CRASH_SEEDS"
