@@ -99,7 +99,7 @@ char *sf_cache_work_dir(const struct sf_cache *c, const char *digest)
 }
 
 sf_ret sf_cache_lock_layer(const struct sf_cache *c, const char *digest, int *lock_fd,
-			   volatile bool *cancel, struct sf_error *err)
+			   _Atomic bool *cancel, struct sf_error *err)
 {
 	_cleanup_free_ char *path = NULL;
 	int fd;
@@ -117,7 +117,7 @@ sf_ret sf_cache_lock_layer(const struct sf_cache *c, const char *digest, int *lo
 			return sf_fail(err, e, "cache dir %s: cannot lock %s: %s", c->root, path,
 				       strerror(e));
 		}
-		if (cancel && *cancel) {
+		if (cancel && atomic_load(cancel)) {
 			close(fd);
 			return sf_fail(err, ECANCELED, "stopped while waiting for %s", path);
 		}

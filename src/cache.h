@@ -37,6 +37,7 @@
 #ifndef SF_CACHE_H
 #define SF_CACHE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -62,7 +63,7 @@ char *sf_cache_work_dir(const struct sf_cache *c, const char *digest);
 /* Take the cross-process lock of a layer, waiting while another process
  * holds it; gives up with -ECANCELED when *cancel becomes true. */
 sf_ret sf_cache_lock_layer(const struct sf_cache *c, const char *digest, int *lock_fd,
-			   volatile bool *cancel, struct sf_error *err);
+			   _Atomic bool *cancel, struct sf_error *err);
 void sf_cache_unlock_layer(int lock_fd);
 
 /* Load a complete layer: its index and an open data fd.  -ENOENT when the

@@ -53,7 +53,7 @@ struct sf_layer {
 	struct sf_blob blob;
 	pthread_t thread;
 	bool thread_started;
-	volatile bool cancel;
+	_Atomic bool cancel; /* written by the front-end, polled by the pull thread */
 
 	sf_layer_notify_fn notify;
 	void *notify_arg;
