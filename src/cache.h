@@ -22,8 +22,10 @@
  *
  * Invariant: a directory appears under layers/ only by rename() of a tmp/
  * directory whose blob digest and diff_id were both verified and whose
- * index and meta.json were written and fsync()ed first (and blob.map and
- * blob removed).  So anything under layers/ is complete; anything under
+ * index and meta.json were written and fsync()ed first; its blob.map and
+ * blob are removed only after the rename (a kill during the syncs keeps the
+ * download for a resume; a leftover in layers/ is removed when the layer is
+ * loaded).  So anything under layers/ is complete; anything under
  * tmp/ is not.  The lock holder of a layer keeps tmp/<hex>/blob and
  * blob.map of an earlier pull and resumes from them (resume.h); it throws
  * them away when they do not name this blob, or when a pull read the whole

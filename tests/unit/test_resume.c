@@ -205,6 +205,50 @@ static void test_close_keeps_or_discards(void **state)
 	assert_int_equal(access(dir, F_OK), -1);
 }
 
+/* Commit keeps the spool until the layer is renamed into layers/ (a kill
+ * during the syncs must not lose the verified download), then drops it; a
+ * spool left in layers/<hex>/ by a kill right after the rename is removed
+ * when the layer is loaded. */
+static void test_commit_drops_spool_after_rename(void **state)
+{
+	struct sf_layer_desc d = desc;
+	struct sf_error err = { 0 };
+	struct sf_index *idx = sf_index_new(), *loaded = NULL;
+	_cleanup_free_ char *data = work_path("data");
+	_cleanup_free_ char *final = NULL, *fblob = NULL, *fmap = NULL;
+	struct sf_spool s;
+	int fd, dfd = -1;
+
+	(void)state;
+	d.diff_id = "sha256:" HEX;
+	earlier_pull();
+	open_spool(&s);
+	fd = open(data, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_non_null(idx);
+	assert_int_equal(sf_cache_commit_layer(cache, &d, s.work_dir, idx, 0, &err), 0);
+	sf_spool_close(&s, false);
+	assert_true(asprintf(&final, "%s/layers/%s", root, HEX) > 0);
+	assert_true(asprintf(&fblob, "%s/blob", final) > 0);
+	assert_true(asprintf(&fmap, "%s/blob.map", final) > 0);
+	assert_int_equal(access(fblob, F_OK), -1);
+	assert_int_equal(access(fmap, F_OK), -1);
+	/* as if killed between the rename and the unlinks */
+	fd = open(fblob, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = open(fmap, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(sf_cache_load_layer(cache, &d, &loaded, &dfd, &err), 0);
+	assert_int_equal(access(fblob, F_OK), -1);
+	assert_int_equal(access(fmap, F_OK), -1);
+	sf_index_free(loaded);
+	sf_index_free(idx);
+	close(dfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -214,6 +258,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fresh_when_blob_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fresh_when_map_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_keeps_or_discards, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_drops_spool_after_rename, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
