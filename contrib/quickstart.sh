@@ -8,12 +8,14 @@
 #                                chroot into it
 #   contrib/quickstart.sh test   `make check` in build/, then again with
 #                                --enable-sanitizers (ASan+UBSan) in
-#                                build-asan/, then the libFuzzer targets
+#                                build-asan/, then the unit tests and a
+#                                short load.sh under ThreadSanitizer in
+#                                build-tsan/, then the libFuzzer targets
 #                                (fuzz/run.sh, FUZZ_SECONDS each, default
 #                                30) in build-fuzz/; exits non-zero on any
 #                                failure
 #
-# Both builds are VPATH builds (build/, build-asan/): configure refuses a
+# All builds are VPATH builds (build/, build-asan/...): configure refuses a
 # VPATH build once the source dir itself has been configured, so an
 # in-tree configuration is removed with `make distclean` first.
 #
@@ -106,8 +108,9 @@ TOTAL_P=0 TOTAL_F=0 TOTAL_S=0
 # check_in DIR LABEL: make check in DIR; print test-suite.log on failure.
 check_in() {
 	local dir=$1 label=$2 rc=0 p=0 f=0 s=0
+	shift 2 # the rest: make variables (e.g. TESTS=...)
 	say "make check ($label)"
-	make -C "$dir" -j"$JOBS" check || rc=$?
+	make -C "$dir" -j"$JOBS" check "$@" || rc=$?
 	if [ -f "$dir/test-suite.log" ]; then
 		read -r p f s < <(counts "$dir/test-suite.log")
 		TOTAL_P=$((TOTAL_P + p)) TOTAL_F=$((TOTAL_F + f)) TOTAL_S=$((TOTAL_S + s))
@@ -133,11 +136,35 @@ run_tests() {
 	export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:log_path=$sanlog/asan"
 	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$sanlog/ubsan"
 	export LSAN_OPTIONS="report_objects=1"
-	check_in "$SRC/build-asan" "ASan+UBSan" || rc=1
+	# shorter variants of the long robustness tests (CI time budget)
+	CRASH_SEEDS=2 LOAD_MIB=8 LOAD_MOUNTS=4 check_in "$SRC/build-asan" "ASan+UBSan" || rc=1
 	unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 	if compgen -G "$sanlog/*" >/dev/null; then
 		say "sanitizer reports (also from daemons) in $sanlog:"
 		for f in "$sanlog"/*; do
+			echo "--- $f"
+			head -n 200 "$f"
+		done
+		rc=1
+		TOTAL_F=$((TOTAL_F + 1))
+	fi
+
+	# ThreadSanitizer in build-tsan/: the unit tests that run threads
+	# (fetcher, chunk map, resume) and a short load.sh (4 mounts, 16
+	# readers, mount churn): races between FUSE workers, layer threads and
+	# the fetcher.  The single-threaded unit tests would add time, not
+	# coverage.  Reports go to files (daemons have no stderr).
+	build "$SRC/build-tsan" --enable-sanitizers=thread --enable-werror
+	rm -rf "$SRC/build-tsan/sanitizer-logs"
+	mkdir -p "$SRC/build-tsan/sanitizer-logs"
+	export TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:log_path=$SRC/build-tsan/sanitizer-logs/tsan"
+	LOAD_MIB=8 LOAD_MOUNTS=4 LOAD_THREADS=16 check_in "$SRC/build-tsan" "TSan: threaded unit tests + short load" \
+		TESTS="tests/unit/test_fetch tests/unit/test_chunkmap tests/unit/test_resume tests/integration/load.sh" ||
+		rc=1
+	unset TSAN_OPTIONS
+	if compgen -G "$SRC/build-tsan/sanitizer-logs/*" >/dev/null; then
+		say "ThreadSanitizer reports in $SRC/build-tsan/sanitizer-logs:"
+		for f in "$SRC/build-tsan/sanitizer-logs"/*; do
 			echo "--- $f"
 			head -n 200 "$f"
 		done
@@ -159,7 +186,7 @@ run_tests() {
 	[ "$ff" = 0 ] || rc=1
 
 	if [ $rc = 0 ]; then
-		say "all tests passed (plain, ASan+UBSan and fuzzing)"
+		say "all tests passed (plain, ASan+UBSan, TSan and fuzzing)"
 	else
 		say "TESTS FAILED"
 	fi

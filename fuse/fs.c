@@ -424,12 +424,14 @@ char *sf_fs_status_json(struct sf_fs *fs)
 	for (unsigned i = 0; i < fs->n_layers; i++) {
 		struct sf_layer *l = &fs->layers[i];
 		enum sf_layer_state st = sf_layer_state(l);
-		uint64_t fetched;
+		uint64_t fetched, downloaded, reused;
 		double rate;
 		json_t *o;
 
 		pthread_mutex_lock(&l->blob.lock);
 		fetched = st == SF_LAYER_COMPLETE ? l->desc->size : l->blob.fetched;
+		downloaded = l->blob.downloaded;
+		reused = l->blob.reused;
 		pthread_mutex_unlock(&l->blob.lock);
 		/* rate: bytes/s fetched, averaged over the reads of this file */
 		pthread_mutex_lock(&fs->rate_lock);
@@ -443,6 +445,12 @@ char *sf_fs_status_json(struct sf_fs *fs)
 				      (json_int_t)fetched,
 				      "unpacked", (json_int_t)atomic_load(&l->unpacked),
 				      "rate", (json_int_t)rate);
+		/* by this mount: bytes downloaded, and bytes of an earlier pull's
+		 * spool it resumed from (resume.h) */
+		if (o) {
+			json_object_set_new(o, "downloaded", json_integer((json_int_t)downloaded));
+			json_object_set_new(o, "reused", json_integer((json_int_t)reused));
+		}
 		if (o && st == SF_LAYER_FAILED)
 			json_object_set_new(o, "error", json_string(l->err.msg));
 		json_array_append_new(layers, o);

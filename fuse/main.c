@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache_gc.h"
 #include "mount.h"
 #include "pull.h"
 #include "rootfs.h"
@@ -17,6 +18,8 @@ static const char usage_text[] =
 	"       soci-fuse umount MOUNTPOINT|DIR\n"
 	"       soci-fuse pull [OPTIONS] REF\n"
 	"       soci-fuse status MOUNTPOINT|DIR\n"
+	"       soci-fuse cache ls [--cache DIR]\n"
+	"       soci-fuse cache gc [--max-size SIZE] [--cache DIR]\n"
 	"       soci-fuse --help | --version\n"
 	"\n"
 	"Mount a container image from an OCI registry: each layer appears at once as a\n"
@@ -53,7 +56,12 @@ static const char usage_text[] =
 	"                       (default) or user (for overlay's userxattr option)\n"
 	"  -d, --debug          FUSE debug output (implies --foreground)\n"
 	"\n"
-	"pull takes --cache, --insecure, --chunk-size and --connections.\n"
+	"pull takes the mount options but -f, -d and --overlay-xattr.\n"
+	"cache ls lists the layers of the cache: digest, bytes on disk, complete or\n"
+	"partial (a pull that stopped; FETCHED bytes of it are kept for resuming),\n"
+	"last use and whether a mount uses it now.  cache gc removes partial pulls\n"
+	"nobody is pulling, then layers no mount uses, least recently used first,\n"
+	"until the cache holds at most SIZE bytes (K/M/G suffixes; default 0).\n"
 	"\n"
 	"rootfs options (besides the mount options but -f and -d):\n"
 	"  --upper DIR          overlayfs upperdir: the rootfs is writable\n"
@@ -204,6 +212,54 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 	return sf_mount_main(&o);
 }
 
+/* cache ls|gc: argument parsing only; the work is in src/cache_gc.c. */
+static int cmd_cache(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "cache", required_argument, NULL, 'c' },
+		{ "max-size", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	_cleanup_free_ char *dflt = NULL;
+	const char *dir = NULL, *sub;
+	uint64_t max_size = 0;
+	bool have_max = false;
+	int c;
+
+	if (argc < 2 || (strcmp(argv[1], "ls") && strcmp(argv[1], "gc"))) {
+		fprintf(stderr, "soci-fuse: cache needs ls or gc\n");
+		return usage(stderr, 2);
+	}
+	sub = argv[1];
+	argc--;
+	argv++;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': dir = optarg; break;
+		case 'm':
+			/* 0 is allowed here: remove everything not in use */
+			if (strcmp(optarg, "0") && parse_size(optarg, &max_size) < 0)
+				return bad_option("--max-size", optarg);
+			have_max = true;
+			break;
+		case 'h': return usage(stdout, 0);
+		default: return usage(stderr, 2);
+		}
+	}
+	if (optind != argc || (have_max && strcmp(sub, "gc"))) {
+		fprintf(stderr, "soci-fuse: cache %s: unexpected arguments\n", sub);
+		return usage(stderr, 2);
+	}
+	if (!dir) {
+		dflt = sf_default_cache_dir();
+		if (!dflt)
+			return 1;
+		dir = dflt;
+	}
+	return strcmp(sub, "ls") == 0 ? sf_cache_ls_main(dir) : sf_cache_gc_main(dir, max_size);
+}
+
 static int cmd_umount(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -240,6 +296,8 @@ int main(int argc, char **argv)
 		}
 		return sf_status_main(argv[2]);
 	}
+	if (!strcmp(argv[1], "cache"))
+		return cmd_cache(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "umount") || !strcmp(argv[1], "unmount"))
 		return cmd_umount(argc - 1, argv + 1);
 	fprintf(stderr, "soci-fuse: unknown command '%s'\n", argv[1]);

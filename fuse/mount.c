@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "cache_gc.h"
 #include "dirops.h"
 #include "fs.h"
 #include "layer.h"
@@ -152,6 +153,9 @@ void sf_mount_state_free(struct mount_state *m)
 	if (m->fs_ready)
 		sf_fs_destroy(&m->fs);
 	free(m->layers);
+	for (unsigned i = 0; m->use_fds && i < m->img.n_layers; i++)
+		sf_cache_unuse_layer(m->use_fds[i]);
+	free(m->use_fds);
 	sf_cache_free(m->cache);
 	sf_image_clear(&m->img);
 	sf_registry_free(m->reg);
@@ -219,9 +223,17 @@ static int open_layers(struct mount_state *m)
 	sf_ret r;
 
 	m->layers = calloc(m->img.n_layers ? m->img.n_layers : 1, sizeof(*m->layers));
-	if (!m->layers)
+	m->use_fds = malloc((m->img.n_layers ? m->img.n_layers : 1) * sizeof(*m->use_fds));
+	if (!m->layers || !m->use_fds)
 		return fail("out of memory");
+	for (unsigned i = 0; i < m->img.n_layers; i++)
+		m->use_fds[i] = -1;
 	for (unsigned i = 0; i < m->img.n_layers; i++) {
+		/* before the layer is looked up: gc must not remove it under us */
+		r = sf_cache_use_layer(m->cache, m->img.layers[i].digest, &m->use_fds[i], &err);
+		if (r < 0)
+			return fail("layer %u (%s): %s", i, m->img.layers[i].digest,
+				    sf_error_text(&err, r));
 		r = sf_layer_init(&m->layers[i], i, &m->img.layers[i], m->cache, &err);
 		if (r < 0) {
 			sf_layer_destroy(&m->layers[i]);

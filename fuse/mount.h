@@ -31,6 +31,7 @@ struct mount_state {
 	struct sf_image img;
 	struct sf_cache *cache;
 	struct sf_layer *layers;
+	int *use_fds; /* cache_gc.h: each layer is in use while mounted */
 	unsigned n_layers_ready;
 	struct sf_fs fs;
 	bool fs_ready;

@@ -56,6 +56,7 @@ struct slot {
 	struct sf_layer_desc desc; /* owned copy */
 	struct sf_registry *reg;   /* borrowed from the first ref_rec that wanted it */
 	unsigned users;		   /* `use` creates minus releases */
+	int use_fd;		   /* cache_gc.h: in use while the store runs */
 	bool retired;		   /* failed and reported: the next lookup pulls afresh */
 };
 

@@ -86,6 +86,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "cache_gc.h"
 #include "digest.h"
 #include "dirops.h"
 #include "layer.h"
@@ -575,6 +576,7 @@ static void store_free(struct store *s)
 	sf_fetcher_stop(s->fetcher); /* cancels blobs, so layer threads finish */
 	for (unsigned i = 0; i < s->n_slots; i++) {
 		sf_layer_destroy(&s->slots[i]->layer);
+		sf_cache_unuse_layer(s->slots[i]->use_fd);
 		store_free_desc(&s->slots[i]->desc);
 		free(s->slots[i]);
 	}

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "cache_gc.h"
 #include "digest.h"
 
 struct sf_layer *store_layer_by_number(void *arg, unsigned n)
@@ -301,6 +302,15 @@ int store_get_slot(struct store *s, const struct sf_layer_desc *desc, struct sf_
 		goto out;
 	}
 	sl->reg = reg;
+	/* a layer the store has looked at stays in use (so `cache gc` keeps
+	 * it) for the store's lifetime: podman may stack it at any time */
+	r = sf_cache_use_layer(s->cache, desc->digest, &sl->use_fd, &err);
+	if (r < 0) {
+		syslog(LOG_ERR, "store: layer %s: %s", desc->digest, sf_error_text(&err, r));
+		store_free_desc(&sl->desc);
+		free(sl);
+		goto out;
+	}
 	r = sf_layer_init(&sl->layer, s->n_slots, &sl->desc, s->cache, &err);
 	if (r == 0 && !reg && sf_layer_state(&sl->layer) != SF_LAYER_COMPLETE)
 		r = -ENOENT;
@@ -313,6 +323,7 @@ int store_get_slot(struct store *s, const struct sf_layer_desc *desc, struct sf_
 		if (r != -ENOENT)
 			syslog(LOG_ERR, "store: layer %s: %s", desc->digest, sf_error_text(&err, r));
 		sf_layer_destroy(&sl->layer);
+		sf_cache_unuse_layer(sl->use_fd);
 		store_free_desc(&sl->desc);
 		free(sl);
 		goto out;

@@ -81,6 +81,10 @@ double sf_tree_timeout(struct sf_layer *l)
 /* Fill e for layer entry `id`; caller holds l->lock shared. */
 static void entry_locked(struct sf_layer *l, uint32_t id, struct fuse_entry_param *e)
 {
+	/* once the kernel knows an entry, the pull may no longer swap the
+	 * index for a fresh one (layer.h, `exposed`) */
+	if (id != SF_INDEX_ROOT)
+		atomic_store(&l->exposed, true);
 	memset(e, 0, sizeof(*e));
 	sf_index_stat(l->idx, id, &e->attr);
 	e->ino = sf_tree_ino(l, id);

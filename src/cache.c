@@ -99,7 +99,7 @@ char *sf_cache_work_dir(const struct sf_cache *c, const char *digest)
 }
 
 sf_ret sf_cache_lock_layer(const struct sf_cache *c, const char *digest, int *lock_fd,
-			   volatile bool *cancel, struct sf_error *err)
+			   _Atomic bool *cancel, struct sf_error *err)
 {
 	_cleanup_free_ char *path = NULL;
 	int fd;
@@ -117,7 +117,7 @@ sf_ret sf_cache_lock_layer(const struct sf_cache *c, const char *digest, int *lo
 			return sf_fail(err, e, "cache dir %s: cannot lock %s: %s", c->root, path,
 				       strerror(e));
 		}
-		if (cancel && *cancel) {
+		if (cancel && atomic_load(cancel)) {
 			close(fd);
 			return sf_fail(err, ECANCELED, "stopped while waiting for %s", path);
 		}
@@ -163,6 +163,19 @@ uint64_t sf_cache_layer_unpacked_size(const struct sf_cache *c, const char *dige
 	return v > 0 ? (uint64_t)v : 0;
 }
 
+/* Remove the spool of a committed layer (map first: a map never outlives
+ * its blob).  Best effort: a read-only cache keeps them. */
+static void drop_spool(const char *layer_dir)
+{
+	_cleanup_free_ char *map = path_join(layer_dir, "blob.map", NULL);
+	_cleanup_free_ char *blob = path_join(layer_dir, "blob", NULL);
+
+	if (map)
+		unlink(map);
+	if (blob)
+		unlink(blob);
+}
+
 sf_ret sf_cache_load_layer(const struct sf_cache *c, const struct sf_layer_desc *desc,
 			   struct sf_index **idx, int *data_fd, struct sf_error *err)
 {
@@ -176,6 +189,7 @@ sf_ret sf_cache_load_layer(const struct sf_cache *c, const struct sf_layer_desc 
 		return sf_fail(err, ENOMEM, "out of memory");
 	if (access(dir, F_OK) < 0 || !meta_matches(dir, desc))
 		return -ENOENT;
+	drop_spool(dir); /* left by a commit killed after its rename */
 	ifd = open(ipath, O_RDONLY | O_CLOEXEC);
 	if (ifd < 0)
 		return sf_fail(err, errno, "cached layer %s: %s: %s", desc->digest, ipath,
@@ -214,24 +228,6 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 void sf_cache_remove_tree(const char *path)
 {
 	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-sf_ret sf_cache_begin_layer(const struct sf_cache *c, const char *digest, char **work_dir,
-			    struct sf_error *err)
-{
-	char *dir = sf_cache_work_dir(c, digest);
-
-	if (!dir)
-		return sf_fail(err, ENOMEM, "out of memory");
-	sf_cache_remove_tree(dir);
-	if (mkdir(dir, 0700) < 0) {
-		sf_ret r = sf_fail(err, errno, "cache dir %s: cannot create %s: %s", c->root, dir,
-				   strerror(errno));
-		free(dir);
-		return r;
-	}
-	*work_dir = dir;
-	return 0;
 }
 
 static sf_ret fsync_path(const char *path)
@@ -290,19 +286,17 @@ sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_des
 			     uint64_t diff_size, struct sf_error *err)
 {
 	_cleanup_free_ char *final = sf_cache_layer_dir(c, desc->digest);
-	_cleanup_free_ char *blob = path_join(work_dir, "blob", NULL);
 	_cleanup_free_ char *data = path_join(work_dir, "data", NULL);
 	_cleanup_free_ char *layers = path_join(c->root, "layers", NULL);
 	sf_ret r;
 
-	if (!final || !blob || !data || !layers)
+	if (!final || !data || !layers)
 		return sf_fail(err, ENOMEM, "out of memory");
 	r = write_index(work_dir, idx, err);
 	if (r == 0)
 		r = write_meta(work_dir, desc, idx, diff_size, err);
 	if (r < 0)
 		return r;
-	unlink(blob);
 	if (fsync_path(data) < 0 || fsync_path(work_dir) < 0)
 		return sf_fail(err, EIO, "cache dir %s: cannot sync %s", c->root, work_dir);
 	sf_cache_remove_tree(final); /* a leftover that failed meta_matches */
@@ -310,6 +304,10 @@ sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_des
 		return sf_fail(err, errno, "cache dir %s: cannot rename %s to %s: %s", c->root,
 			       work_dir, final, strerror(errno));
 	fsync_path(layers);
+	/* Only now: a kill during the syncs above must not lose the verified
+	 * download (the next pull resumes from spool + map).  A kill right
+	 * here leaves them in the layer dir, removed at its next load. */
+	drop_spool(final);
 	return 0;
 }
 

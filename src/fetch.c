@@ -200,6 +200,8 @@ static void advance(struct bstate *bs)
 	while (bs->head < bs->nchunks &&
 	       bs->chunks[bs->head].done == chunk_len(bs, bs->head))
 		bs->head++;
+	if (bs->next < bs->head) /* chunks found present at the start are skipped */
+		bs->next = bs->head;
 	if (bs->head == bs->nchunks)
 		bs->contig = bs->b->size;
 	else
@@ -212,6 +214,7 @@ static void publish(struct bstate *bs, uint64_t written)
 
 	pthread_mutex_lock(&b->lock);
 	b->fetched += written;
+	b->downloaded += written;
 	if (b->fetched < bs->contig) /* stream mode rewrites nothing twice in fetched */
 		b->fetched = bs->contig;
 	if (bs->contig > b->contiguous) {
@@ -284,6 +287,12 @@ static size_t chunk_body(struct xfer *x, const char *data, size_t len)
 	}
 	x->pos += take;
 	x->c->done += take;
+	if (take > 0 && x->bs->b->chunk_done) {
+		uint64_t i = (uint64_t)(x->c - x->bs->chunks);
+		if (x->c->done == chunk_len(x->bs, i))
+			x->bs->b->chunk_done(x->bs->b->hook_arg, chunk_off(x->bs, i),
+					     chunk_len(x->bs, i));
+	}
 	advance(x->bs);
 	publish(x->bs, take);
 	if (take < len) {
@@ -718,8 +727,11 @@ static struct chunk *pick(struct sf_fetcher *f, struct bstate *bs, int64_t now)
 	for (uint64_t i = bs->head; i < bs->next; i++)
 		if (chunk_ready(&bs->chunks[i], now))
 			return &bs->chunks[i];
-	if (bs->next < bs->nchunks && bs->next - bs->head < (uint64_t)f->window)
-		return &bs->chunks[bs->next++];
+	while (bs->next < bs->nchunks && bs->next - bs->head < (uint64_t)f->window) {
+		struct chunk *c = &bs->chunks[bs->next++];
+		if (c->state != CH_DONE) /* DONE here: present in the spool already */
+			return c;
+	}
 	return NULL;
 }
 
@@ -981,6 +993,31 @@ sf_ret sf_fetcher_new(const struct sf_fetch_opts *opts, struct sf_fetcher **out,
 	return 0;
 }
 
+/* Resume: ask the owner which chunk prefixes are in the spool already; a
+ * chunk then only fetches the rest, a whole one is DONE and never issued. */
+static void mark_present(struct bstate *bs)
+{
+	struct sf_blob *b = bs->b;
+	uint64_t reused = 0;
+
+	for (uint64_t i = 0; i < bs->nchunks; i++) {
+		struct chunk *c = &bs->chunks[i];
+		c->done = b->present(b->hook_arg, chunk_off(bs, i), chunk_len(bs, i));
+		if (c->done > chunk_len(bs, i))
+			c->done = chunk_len(bs, i);
+		if (c->done == chunk_len(bs, i))
+			c->state = CH_DONE;
+		reused += c->done;
+	}
+	advance(bs);
+	pthread_mutex_lock(&b->lock);
+	b->reused = reused;
+	b->fetched = b->start + reused;
+	if (bs->contig > b->contiguous)
+		b->contiguous = bs->contig;
+	pthread_mutex_unlock(&b->lock);
+}
+
 /* Fetcher-private state for b, or NULL with b finished (nothing to do or
  * an error). */
 static struct bstate *bstate_new(struct sf_fetcher *f, struct sf_blob *b)
@@ -1009,6 +1046,13 @@ static struct bstate *bstate_new(struct sf_fetcher *f, struct sf_blob *b)
 	if (!bs || !bs->url || !bs->chunks) {
 		bstate_free(bs);
 		blob_finish_early(b, false, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (b->present)
+		mark_present(bs);
+	if (bs->contig == b->size) { /* everything was there */
+		bstate_free(bs);
+		blob_finish(b, 0, NULL);
 		return NULL;
 	}
 	return bs;

@@ -49,12 +49,22 @@ struct sf_blob {
 	uint64_t size;		 /* expected blob size (from the manifest) */
 	int fd;			 /* borrowed spool fd, opened O_RDWR; written with pwrite */
 	uint64_t start;		 /* bytes [0, start) are already in fd (resume) */
+	/* Optional resume hooks (NULL: none), called with hook_arg.  present:
+	 * the length of the prefix of [off, off + len) already final in fd,
+	 * asked once per chunk by sf_fetcher_add; such bytes are not fetched.
+	 * chunk_done: on the fetcher thread, after every byte of a chunk was
+	 * written to fd (chunk mode only); it may fdatasync and persist. */
+	uint64_t (*present)(void *hook_arg, uint64_t off, uint64_t len);
+	void (*chunk_done)(void *hook_arg, uint64_t off, uint64_t len);
+	void *hook_arg;
 
 	/* progress, under lock; waiters use cond */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	uint64_t contiguous; /* [0, contiguous) is on disk and final */
 	uint64_t fetched;    /* total bytes written so far, for progress */
+	uint64_t reused;     /* bytes `present` reported, not fetched */
+	uint64_t downloaded; /* body bytes written to fd by this fetcher */
 	bool finished;	     /* no more progress will come (done or failed) */
 	int error;	     /* 0, or negative errno when failed */
 	struct sf_error err; /* message when failed */

@@ -20,11 +20,13 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "decompress.h"
 #include "digest.h"
 #include "hasher.h"
+#include "resume.h"
 #include "tar.h"
 #include "writer.h"
 
@@ -93,8 +95,8 @@ static ssize_t counted_read(void *ctx, void *buf, size_t len, struct sf_error *e
 struct pull {
 	struct sf_layer *l;
 	struct sf_fetcher *fetcher; /* cancelling a finished blob never touches it */
-	char *work_dir;
-	int lock_fd, blob_fd;
+	struct sf_spool files;	    /* work dir, blob spool and its chunk map */
+	int lock_fd;
 	struct spool_reader spool;
 	struct counted_reader counted;
 	struct sf_decompressor *dec;
@@ -105,6 +107,8 @@ struct pull {
 	uint64_t data_end;
 	bool blob_added;
 	bool blob_checked; /* the blob digest was computed over every byte */
+	bool discard;	   /* the spool is worthless: do not resume from it */
+	bool blob_bad;	   /* ... because the blob digest did not match */
 };
 
 const char *sf_layer_state_name(enum sf_layer_state s)
@@ -267,19 +271,16 @@ static sf_ret check_digest(struct sf_hasher *h, const char *want, const char *wh
 	return 0;
 }
 
-static sf_ret open_work_files(struct pull *p, struct sf_error *err)
+static sf_ret open_data_file(struct pull *p, struct sf_error *err)
 {
 	struct sf_layer *l = p->l;
 	char path[4096];
 
-	snprintf(path, sizeof(path), "%s/blob", p->work_dir);
-	p->blob_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (p->blob_fd < 0)
-		return sf_fail(err, errno, "cannot create %s: %s", path, strerror(errno));
-	snprintf(path, sizeof(path), "%s/data", p->work_dir);
+	snprintf(path, sizeof(path), "%s/data", p->files.work_dir);
 	l->data_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (l->data_fd < 0)
-		return sf_fail(err, errno, "cannot create %s: %s", path, strerror(errno));
+		return sf_fail(err, errno, "cache dir %s: cannot create %s: %s",
+			       l->cache->root, path, strerror(errno));
 	return 0;
 }
 
@@ -312,7 +313,9 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 		return r;
 	/* the blob hasher reads any bytes after the compressed stream too */
 	p->blob_checked = true;
+	p->discard = true; /* unless all is well, nothing here is worth resuming */
 	r = check_digest(p->blob_hash, l->desc->digest, "blob digest", err);
+	p->blob_bad = r < 0;
 	if (r == 0)
 		r = check_digest(p->counted.hash, l->desc->diff_id, "diff_id", err);
 	return r;
@@ -325,15 +328,22 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 static void blame_blob_if_corrupt(struct pull *p, struct sf_error *err)
 {
 	struct sf_error drain_err = { 0 };
+	bool downloaded;
 	sf_ret r;
 
 	/* the hasher waits for the rest of the blob */
 	r = check_digest(p->blob_hash, p->l->desc->digest, "blob digest", &drain_err);
-	if (r == -EIO)
+	pthread_mutex_lock(&p->l->blob.lock);
+	downloaded = p->l->blob.error == 0;
+	pthread_mutex_unlock(&p->l->blob.lock);
+	if (r < 0 && !downloaded)
+		return; /* download failed too: the first error stands */
+	p->discard = true; /* every byte was read: the spool or the layer is bad */
+	if (r < 0) {
 		*err = drain_err;
-	else if (r == 0)
+		p->blob_bad = true;
+	} else
 		sf_error_prefix(err, "blob digest verified, the layer itself is corrupt");
-	/* else the download failed too: the first error stands */
 }
 
 static sf_ret unpack(struct pull *p, struct sf_error *err)
@@ -351,13 +361,13 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 	struct sf_layer *l = p->l;
 	sf_ret r;
 
-	r = sf_cache_begin_layer(l->cache, l->desc->digest, &p->work_dir, err);
+	r = sf_spool_open(l->cache, l->desc, &p->files, err);
 	if (r == 0)
-		r = open_work_files(p, err);
+		r = open_data_file(p, err);
 	if (r < 0)
 		return r;
 	p->buf = malloc(COPY_BUF_SIZE);
-	p->spool = (struct spool_reader){ .blob = &l->blob, .fd = p->blob_fd };
+	p->spool = (struct spool_reader){ .blob = &l->blob, .fd = p->files.blob_fd };
 	p->counted.count = &l->unpacked;
 	if (!p->buf)
 		return sf_fail(err, ENOMEM, "out of memory");
@@ -367,17 +377,17 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 	l->blob.reg = reg;
 	l->blob.digest = l->desc->digest;
 	l->blob.size = l->desc->size;
-	l->blob.fd = p->blob_fd;
+	sf_spool_attach(&p->files, &l->blob);
 	set_state(l, SF_LAYER_FETCHING);
 	sf_fetcher_add(f, &l->blob);
 	p->blob_added = true;
-	r = sf_hasher_follow(&l->blob, p->blob_fd, &p->blob_hash, err);
+	r = sf_hasher_follow(&l->blob, p->files.blob_fd, &p->blob_hash, err);
 	if (r < 0)
 		return r;
 	r = unpack(p, err);
 	if (r < 0)
 		return r;
-	return sf_cache_commit_layer(l->cache, l->desc, p->work_dir, l->idx,
+	return sf_cache_commit_layer(l->cache, l->desc, p->files.work_dir, l->idx,
 				     atomic_load(&l->unpacked), err);
 }
 
@@ -399,7 +409,8 @@ static bool adopt_cached(struct sf_layer *l)
 	return true;
 }
 
-static void pull_cleanup(struct pull *p, bool failed)
+/* Release everything of a pull but the layer lock. */
+static void pull_release(struct pull *p, bool failed)
 {
 	sf_writer_free(p->writer);
 	sf_tar_free(p->tar);
@@ -415,12 +426,60 @@ static void pull_cleanup(struct pull *p, bool failed)
 			sf_blob_wait(&p->l->blob, UINT64_MAX);
 	}
 	sf_hasher_free(p->blob_hash); /* the blob finished: its thread ends */
-	if (p->blob_fd >= 0)
-		close(p->blob_fd);
-	if (failed && p->work_dir)
-		sf_cache_remove_tree(p->work_dir);
-	free(p->work_dir);
+	p->blob_hash = NULL;
+	/* kept for the next pull unless condemned (see resume.h) */
+	sf_spool_close(&p->files, failed && p->discard);
+}
+
+static void pull_cleanup(struct pull *p, bool failed)
+{
+	pull_release(p, failed);
 	sf_cache_unlock_layer(p->lock_fd);
+}
+
+/* A pull that resumed from an earlier spool failed the blob digest: the
+ * kept bytes were wrong (a damaged disk, or other bytes served back then).
+ * Throw the spool away and get ready to fetch everything once more -
+ * unless an entry of the layer was already handed to the kernel: the new
+ * index could give its inode number to another entry, so then the layer
+ * fails (EIO) and the next mount fetches afresh.  Returns true when the
+ * pull may be run again. */
+static bool restart_from_scratch(struct pull *p)
+{
+	struct sf_layer *l = p->l;
+	struct sf_index *fresh, *old;
+	int lock_fd = p->lock_fd;
+
+	if (!p->blob_bad || !p->files.resumed)
+		return false;
+	fresh = sf_index_new();
+	if (!fresh)
+		return false;
+	pthread_rwlock_wrlock(&l->lock);
+	if (atomic_load(&l->exposed)) {
+		pthread_rwlock_unlock(&l->lock);
+		sf_index_free(fresh);
+		return false;
+	}
+	old = l->idx;
+	l->idx = fresh;
+	pthread_rwlock_unlock(&l->lock);
+	sf_index_free(old);
+	if (l->data_fd >= 0) /* nothing was exposed, so no file of it is open */
+		close(l->data_fd);
+	l->data_fd = -1;
+	pull_release(p, true); /* p->discard is set: the work dir goes */
+	*p = (struct pull){ .l = l, .fetcher = p->fetcher, .lock_fd = lock_fd,
+			    .files.blob_fd = -1 };
+	pthread_mutex_lock(&l->blob.lock); /* the fetcher is done with it */
+	l->blob.contiguous = l->blob.fetched = l->blob.reused = l->blob.downloaded = 0;
+	l->blob.finished = false;
+	l->blob.error = 0;
+	memset(&l->blob.err, 0, sizeof(l->blob.err));
+	l->blob.priv = NULL;
+	pthread_mutex_unlock(&l->blob.lock);
+	atomic_store(&l->unpacked, 0);
+	return true;
 }
 
 struct start_args {
@@ -433,16 +492,29 @@ static void *pull_thread(void *arg)
 {
 	struct start_args a = *(struct start_args *)arg;
 	struct sf_layer *l = a.l;
-	struct pull p = { .l = l, .fetcher = a.fetcher, .lock_fd = -1, .blob_fd = -1 };
+	struct pull p = { .l = l, .fetcher = a.fetcher, .lock_fd = -1, .files.blob_fd = -1 };
 	struct sf_error err = { 0 };
 	sf_ret r;
 
 	free(arg);
 	set_state(l, SF_LAYER_WAITING);
 	r = sf_cache_lock_layer(l->cache, l->desc->digest, &p.lock_fd, &l->cancel, &err);
-	if (r == 0 && !adopt_cached(l))
+	if (r == 0 && !adopt_cached(l)) {
 		r = fetch_and_unpack(&p, a.reg, a.fetcher, &err);
+		if (r < 0 && !l->cancel && restart_from_scratch(&p)) {
+			syslog(LOG_WARNING, "layer %u (%s): %s; fetching all of it again", l->number,
+			       l->desc->digest, err.msg);
+			memset(&err, 0, sizeof(err));
+			r = fetch_and_unpack(&p, a.reg, a.fetcher, &err);
+		}
+	}
 	pull_cleanup(&p, r < 0);
+	if (r < 0 && p.blob_bad && p.files.resumed)
+		sf_error_prefix(&err, "spool resumed with %llu bytes from an earlier pull is wrong "
+				"and was thrown away; the next pull fetches it all",
+				(unsigned long long)p.files.resumed);
+	if ((r == -ENOSPC || r == -EDQUOT || r == -EROFS) && !strstr(err.msg, l->cache->root))
+		sf_error_prefix(&err, "cache dir %s", l->cache->root); /* e.g. the spool write */
 	if (r < 0) {
 		l->err = err;
 		sf_error_prefix(&l->err, "layer %u (%s)", l->number, l->desc->digest);

@@ -53,11 +53,16 @@ struct sf_layer {
 	struct sf_blob blob;
 	pthread_t thread;
 	bool thread_started;
-	volatile bool cancel;
+	_Atomic bool cancel; /* written by the front-end, polled by the pull thread */
 
 	sf_layer_notify_fn notify;
 	void *notify_arg;
 	bool failure_reported; /* owned by the front-end */
+	/* Set by the front-end, under `lock` (shared), when it hands an entry
+	 * of idx other than the root to the kernel.  Until then the pull may
+	 * replace idx with a fresh one (a resumed spool turned out wrong, see
+	 * layer.c) without an inode number ever naming two entries. */
+	_Atomic bool exposed;
 };
 
 /* Set up and, if the cache has it complete, load it (state COMPLETE). */

@@ -218,6 +218,12 @@ MDIGEST=$(manifest_digest "$REF")
 check "a reference by digest" \
 	test -x "$STORE/$(b64 "$REGISTRY/test/img@$MDIGEST")/${LAYERS[0]}/diff/bin/busybox"
 check "layer 0's diff has busybox" test -x "$STORE/$(b64 "$REF")/${LAYERS[0]}/diff/bin/busybox"
+# layers the store serves are in use: a gc that may remove everything else
+# keeps them (podman's diff symlinks point into them)
+check "cache gc keeps the layers the store serves" "$SOCI_FUSE" cache gc --cache "$T/cache"
+check "... both are still complete in the cache" \
+	test -d "$T/cache/layers/${LAYERS[0]#sha256:}" -a -d "$T/cache/layers/${LAYERS[1]#sha256:}"
+check "... and still served" test -x "$STORE/$(b64 "$REF")/${LAYERS[0]}/diff/bin/busybox"
 
 # ---------------------------------------------------------------- 5. release
 check "podman rmi" podman_als podman-als rmi -f "$REF"

@@ -954,6 +954,107 @@ static void test_resume(void **state)
 	one_finish(&o);
 }
 
+/* Resume from a chunk map: ranges the owner reports present are not
+ * fetched, a chunk whose prefix is present fetches only its rest, and
+ * chunk_done reports exactly the chunks that were fetched. */
+struct present_map {
+	uint64_t r[2][2]; /* two present ranges [a, b) */
+	pthread_mutex_t lock;
+	int done_calls;
+	uint64_t done_bytes;
+	bool done_aligned;
+};
+
+static uint64_t pm_present(void *arg, uint64_t off, uint64_t len)
+{
+	struct present_map *m = arg;
+
+	for (int i = 0; i < 2; i++)
+		if (m->r[i][0] <= off && off < m->r[i][1])
+			return m->r[i][1] - off < len ? m->r[i][1] - off : len;
+	return 0;
+}
+
+static void pm_chunk_done(void *arg, uint64_t off, uint64_t len)
+{
+	struct present_map *m = arg;
+
+	pthread_mutex_lock(&m->lock);
+	m->done_calls++;
+	m->done_bytes += len;
+	if (off % CS != 0)
+		m->done_aligned = false;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void test_resume_present(void **state)
+{
+	struct present_map m = { .r = { { 0, 5 * CS }, { 8 * CS, 12 * CS + 500 } },
+				 .done_aligned = true };
+	uint64_t reused = 5 * CS + 4 * CS + 500;
+	uint64_t nchunks = (BIG + CS - 1) / CS;
+	struct one o;
+
+	(void)state;
+	pthread_mutex_init(&m.lock, NULL);
+	one_setup(&o, BIG);
+	srv_start(o.s);
+	tblob_init(&o.t, &o.reg, &o.s->blobs[0], 0);
+	for (int i = 0; i < 2; i++) /* what an earlier pull left */
+		assert_int_equal(pwrite(o.t.b.fd, o.s->blobs[0].data + m.r[i][0],
+					m.r[i][1] - m.r[i][0], (off_t)m.r[i][0]),
+				 (ssize_t)(m.r[i][1] - m.r[i][0]));
+	o.t.b.present = pm_present;
+	o.t.b.chunk_done = pm_chunk_done;
+	o.t.b.hook_arg = &m;
+	o.f = fetcher(CS, 4, 4, 0);
+	watch(&o.t);
+	sf_fetcher_add(o.f, &o.t.b);
+	assert_complete(&o.t);
+	assert_int_equal(o.t.b.reused, reused);
+	assert_int_equal(o.t.b.downloaded, BIG - reused);
+	pthread_mutex_lock(&o.s->lock);
+	for (int i = 0; i < o.s->nlog; i++) {
+		uint64_t a = o.s->log[i].a;
+		assert_true(o.s->log[i].ranged);
+		assert_false(a < 5 * CS);
+		assert_false(a >= 8 * CS && a < 12 * CS + 500);
+		if (a / CS == 12)
+			assert_int_equal(a, 12 * CS + 500);
+	}
+	pthread_mutex_unlock(&o.s->lock);
+	/* chunks 5..7 and 12..end were completed by this fetch */
+	assert_int_equal(m.done_calls, (int)(nchunks - 9));
+	assert_int_equal(m.done_bytes, BIG - 9 * CS);
+	assert_true(m.done_aligned);
+	one_finish(&o);
+	pthread_mutex_destroy(&m.lock);
+}
+
+/* Everything present: finished at once, nothing requested. */
+static void test_resume_all_present(void **state)
+{
+	struct present_map m = { .r = { { 0, BIG }, { 0, 0 } } };
+	struct one o;
+
+	(void)state;
+	pthread_mutex_init(&m.lock, NULL);
+	one_setup(&o, BIG);
+	srv_start(o.s);
+	tblob_init(&o.t, &o.reg, &o.s->blobs[0], 0);
+	assert_int_equal(pwrite(o.t.b.fd, o.s->blobs[0].data, BIG, 0), (ssize_t)BIG);
+	o.t.b.present = pm_present;
+	o.t.b.hook_arg = &m;
+	o.f = fetcher(CS, 4, 4, 0);
+	watch(&o.t);
+	sf_fetcher_add(o.f, &o.t.b);
+	assert_complete(&o.t);
+	assert_int_equal(SRV(o.s, o.s->nreq), 0);
+	assert_int_equal(o.t.b.downloaded, 0);
+	one_finish(&o);
+	pthread_mutex_destroy(&m.lock);
+}
+
 static void test_503_then_ok(void **state)
 {
 	struct one o;
@@ -1525,6 +1626,8 @@ int main(void)
 		cmocka_unit_test(test_no_range_resume),
 		cmocka_unit_test(test_small_no_range),
 		cmocka_unit_test(test_resume),
+		cmocka_unit_test(test_resume_present),
+		cmocka_unit_test(test_resume_all_present),
 		cmocka_unit_test(test_503_then_ok),
 		cmocka_unit_test(test_429_retry_after),
 		cmocka_unit_test(test_close_mid_body),

@@ -1,0 +1,59 @@
+/* cache_gc.h - what is in a layer cache, and removing what is not needed.
+ *
+ * In use.  A mount holds a shared flock on locks/<hex>.use for every layer
+ * of its image from before it looks the layer up in the cache until it
+ * exits (sf_cache_use_layer); taking it also sets the file's mtime, which
+ * is the layer's "last use".  gc removes a complete layer only after it
+ * took that lock exclusive without waiting, so a layer a live mount serves
+ * (or is pulling, or is about to load) is never removed; a mount that
+ * starts meanwhile waits the moment gc holds it, then finds the layer gone
+ * and pulls it again.
+ *
+ * Removal.  A complete layer is first renamed out of layers/ (to
+ * tmp/gc.<hex>.<pid>) and then deleted, so layers/ never holds a half
+ * deleted layer.  A partial pull (tmp/<hex>/: a spool kept for resume, see
+ * resume.h) is removed only while gc holds its locks/<hex>.lock, i.e. no
+ * process is pulling it.  Lock files themselves are never removed: another
+ * process may have one open, and a fresh file would be a second lock.
+ */
+#ifndef SF_CACHE_GC_H
+#define SF_CACHE_GC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "cache.h"
+#include "error.h"
+
+/* Mark a layer in use by this process (shared flock, waits while a gc
+ * removes it) and record the use.  *fd: release with sf_cache_unuse_layer. */
+sf_ret sf_cache_use_layer(const struct sf_cache *c, const char *digest, int *fd,
+			  struct sf_error *err);
+void sf_cache_unuse_layer(int fd);
+
+struct sf_cache_entry {
+	char hex[65];
+	bool complete;	    /* under layers/, else a partial pull under tmp/ */
+	uint64_t disk;	    /* bytes allocated on disk */
+	uint64_t persisted; /* partial: blob bytes its chunk map covers */
+	time_t last_use;    /* 0 when unknown */
+	bool in_use;	    /* complete: a mount holds it; partial: being pulled */
+};
+
+/* Every layer of the cache, least recently used first.  New array. */
+sf_ret sf_cache_list(const struct sf_cache *c, struct sf_cache_entry **out, size_t *n,
+		     struct sf_error *err);
+
+/* Remove partial pulls nobody pulls, then complete layers no mount uses,
+ * least recently used first, until the cache holds at most max_size bytes.
+ * Each removal is reported on `log` (may be NULL).  *freed: bytes. */
+sf_ret sf_cache_gc(const struct sf_cache *c, uint64_t max_size, FILE *log, uint64_t *freed,
+		   struct sf_error *err);
+
+/* `soci-fuse cache ls` and `cache gc`: print, return an exit status. */
+int sf_cache_ls_main(const char *dir);
+int sf_cache_gc_main(const char *dir, uint64_t max_size);
+
+#endif
