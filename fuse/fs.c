@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "digest.h"
 
@@ -661,6 +662,65 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+/* SEEK_DATA / SEEK_HOLE (the kernel handles the other whences itself):
+ * answered from the layer's data file, where a file's holes are holes too,
+ * so `cp --sparse`, tar -S and checks of huge sparse files need not read
+ * gigabytes of zeros.  The answer is clamped to the file's own extent of
+ * the data file, which continues with the next file's data. */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	const struct sf_inode *node;
+	struct sf_layer *l;
+	uint64_t base = 0, fsize = 0;
+	uint32_t id;
+	off_t r;
+	int fd = -1;
+
+	(void)fi;
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	l = decode_ino(fs_of(req), ino, &id);
+	if (!l || sf_layer_state(l) == SF_LAYER_FAILED) {
+		fuse_reply_err(req, l ? EIO : EINVAL);
+		return;
+	}
+	pthread_rwlock_rdlock(&l->lock);
+	node = sf_index_inode(l->idx, id);
+	if (node && S_ISREG(node->mode)) {
+		base = node->data_off;
+		fsize = node->size;
+		fd = l->data_fd;
+	}
+	pthread_rwlock_unlock(&l->lock);
+	if (fd < 0 || off < 0) {
+		fuse_reply_err(req, fd < 0 ? EINVAL : ENXIO);
+		return;
+	}
+	if ((uint64_t)off >= fsize) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	/* the fd's offset is never used for I/O (pread/pwrite only) */
+	r = lseek(fd, (off_t)(base + (uint64_t)off), whence);
+	if (r < 0 && errno != ENXIO) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	if (whence == SEEK_DATA) {
+		if (r < 0 || (uint64_t)r >= base + fsize)
+			fuse_reply_err(req, ENXIO);
+		else
+			fuse_reply_lseek(req, (off_t)((uint64_t)r - base));
+		return;
+	}
+	if (r < 0 || (uint64_t)r > base + fsize)
+		r = (off_t)(base + fsize);
+	fuse_reply_lseek(req, (off_t)((uint64_t)r - base));
+}
+
 /* ---- xattrs ---- */
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -762,6 +822,7 @@ const struct fuse_lowlevel_ops sf_fs_ops = {
 	.readdirplus = op_readdirplus,
 	.open = op_open,
 	.read = op_read,
+	.lseek = op_lseek,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
 	.statfs = op_statfs,
