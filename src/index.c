@@ -331,12 +331,59 @@ static sf_ret add_whiteout(struct sf_index *idx, uint32_t dir, const char *base,
 	return place(idx, dir, base, id);
 }
 
+/* A hard link's own header applies to the inode it shares, as Docker's and
+ * containers/storage's unpackers do (they lchown, set the xattrs and, unless
+ * the target is a symlink, chmod and utime the new name after linking):
+ * owner always, xattrs added or replaced, mode and mtime of non-symlinks.
+ * Writers normally repeat the target's attributes, so this rarely shows. */
+static sf_ret link_attrs(struct sf_inode *ino, const struct sf_tar_entry *e)
+{
+	ino->uid = (uint32_t)e->uid;
+	ino->gid = (uint32_t)e->gid;
+	if (!S_ISLNK(ino->mode)) {
+		ino->mode = (ino->mode & S_IFMT) | (e->mode & 07777);
+		ino->mtime_sec = e->mtime_sec;
+		ino->mtime_nsec = e->mtime_nsec;
+	}
+	for (size_t i = 0; i < e->n_xattrs; i++) {
+		const struct sf_tar_xattr *src = &e->xattrs[i];
+		struct sf_xattr *x = NULL, *grown;
+		unsigned char *v;
+
+		for (uint32_t j = 0; j < ino->n_xattrs && !x; j++)
+			if (strcmp(ino->xattrs[j].name, src->name) == 0)
+				x = &ino->xattrs[j];
+		if (!x) {
+			if (ino->n_xattrs >= SF_TAR_MAX_XATTRS)
+				return -E2BIG;
+			grown = realloc(ino->xattrs, (ino->n_xattrs + 1) * sizeof(*grown));
+			if (!grown)
+				return -ENOMEM;
+			ino->xattrs = grown;
+			x = &grown[ino->n_xattrs];
+			*x = (struct sf_xattr){ .name = strdup(src->name) };
+			if (!x->name)
+				return -ENOMEM;
+			ino->n_xattrs++;
+		}
+		v = malloc(src->len ? src->len : 1);
+		if (!v)
+			return -ENOMEM;
+		memcpy(v, src->value, src->len);
+		free(x->value);
+		x->value = v;
+		x->len = (uint32_t)src->len;
+	}
+	return 0;
+}
+
 static sf_ret add_hardlink(struct sf_index *idx, uint32_t dir, const char *base,
 			   const struct sf_tar_entry *e)
 {
 	char *parts[SF_INDEX_MAX_DEPTH];
 	_cleanup_free_ char *target = strdup(e->linkname);
 	uint32_t at = SF_INDEX_ROOT;
+	sf_ret r;
 	int n;
 
 	if (!target)
@@ -352,6 +399,9 @@ static sf_ret add_hardlink(struct sf_index *idx, uint32_t dir, const char *base,
 		return -EISDIR;
 	if (sf_index_lookup(idx, dir, base) == at)
 		return 0;
+	r = link_attrs(&idx->inodes[at], e);
+	if (r < 0)
+		return r;
 	idx->inodes[at].nlink++;
 	return place(idx, dir, base, at);
 }
