@@ -227,7 +227,7 @@ static int open_cache(struct mount_state *m, const struct sf_mount_opts *o)
 	return r < 0 ? fail("%s", sf_error_text(&err, r)) : 0;
 }
 
-static int open_layers(struct mount_state *m)
+static int open_layers(struct mount_state *m, const struct sf_mount_opts *o)
 {
 	struct sf_error err = { 0 };
 	sf_ret r;
@@ -242,6 +242,7 @@ static int open_layers(struct mount_state *m)
 			return fail("layer %u (%s): %s", i, m->img.layers[i].digest,
 				    sf_error_text(&err, r));
 		}
+		m->layers[i].limits = o->limits;
 		m->n_layers_ready = i + 1;
 	}
 	return 0;
@@ -308,7 +309,7 @@ int sf_mount_main(const struct sf_mount_opts *o)
 	if (rc == 0)
 		rc = resolve_image(&m, o);
 	if (rc == 0)
-		rc = open_layers(&m);
+		rc = open_layers(&m, o);
 	if (rc == 0)
 		rc = mount_fuse(&m, o, abs);
 	if (rc == 0 && fuse_daemonize(o->foreground) != 0)

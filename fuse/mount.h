@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "fetch.h"
+#include "layer_limits.h"
 
 struct sf_mount_opts {
 	const char *ref;
@@ -15,6 +16,7 @@ struct sf_mount_opts {
 	bool insecure;
 	bool debug;
 	struct sf_fetch_opts fetch;
+	struct sf_limits limits; /* main() sets SF_LIMITS_DEFAULTS, then the options */
 };
 
 /* Both return a process exit status and print one line on failure. */

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,6 +64,8 @@ struct counted_reader {
 	struct sf_reader src;
 	struct sf_sha256 *sha;
 	_Atomic uint64_t *count;
+	uint64_t max; /* most uncompressed bytes allowed (decompression bomb) */
+	const struct sf_limits *limits;
 };
 
 static ssize_t counted_read(void *ctx, void *buf, size_t len, struct sf_error *err)
@@ -71,8 +74,13 @@ static ssize_t counted_read(void *ctx, void *buf, size_t len, struct sf_error *e
 	ssize_t n = sf_read(c->src, buf, len, err);
 
 	if (n > 0) {
+		uint64_t total = atomic_fetch_add(c->count, (uint64_t)n) + (uint64_t)n;
+		if (total > c->max)
+			return sf_fail(err, EFBIG,
+				       "decompression bomb: expands to over %" PRIu64
+				       " bytes (%" PRIu64 " times the blob, --max-expansion-ratio)",
+				       c->max, c->limits->max_expansion_ratio);
 		sf_sha256_update(c->sha, buf, (size_t)n);
-		atomic_fetch_add(c->count, (uint64_t)n);
 	}
 	return n;
 }
@@ -117,6 +125,7 @@ sf_ret sf_layer_init(struct sf_layer *l, unsigned number, const struct sf_layer_
 	l->desc = desc;
 	l->cache = cache;
 	l->data_fd = -1;
+	l->limits = SF_LIMITS_DEFAULTS;
 	pthread_rwlock_init(&l->lock, NULL);
 	sf_blob_init(&l->blob);
 	r = sf_cache_load_layer(cache, desc, &l->idx, &l->data_fd, err);
@@ -228,6 +237,7 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 {
 	struct sf_layer *l = p->l;
 	const struct sf_tar_entry *e;
+	uint64_t entries = 0;
 	sf_ret r;
 	int more;
 
@@ -241,6 +251,10 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 	if (r < 0)
 		return sf_fail(err, -r, "out of memory");
 	while ((more = sf_tar_next(p->tar, &e, err)) == 1) {
+		if (++entries > l->limits.max_entries)
+			return sf_fail(err, EFBIG, "tar entry %s: more than %" PRIu64
+				       " entries in the layer (--max-entries)", e->path,
+				       l->limits.max_entries);
 		r = add_entry(p, e, err);
 		if (r < 0)
 			return r;
@@ -291,6 +305,9 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 	struct sf_layer *l = p->l;
 	sf_ret r;
 
+	if (l->desc->size > l->limits.max_layer_size)
+		return sf_fail(err, EFBIG, "blob of %" PRIu64 " bytes is over --max-layer-size %" PRIu64,
+			       l->desc->size, l->limits.max_layer_size);
 	r = sf_cache_begin_layer(l->cache, l->desc->digest, &p->work_dir, err);
 	if (r == 0)
 		r = open_work_files(p, err);
@@ -301,6 +318,8 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 	p->spool.sha = sf_sha256_new();
 	p->counted.sha = sf_sha256_new();
 	p->counted.count = &l->unpacked;
+	p->counted.limits = &l->limits;
+	p->counted.max = sf_limits_max_expanded(&l->limits, l->desc->size);
 	if (!p->buf || !p->spool.sha || !p->counted.sha)
 		return sf_fail(err, ENOMEM, "out of memory");
 	l->blob.reg = reg;
