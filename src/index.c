@@ -389,6 +389,8 @@ static sf_ret add_hardlink(struct sf_index *idx, uint32_t dir, const char *base,
 	if (!target)
 		return -ENOMEM;
 	n = split_path(target, parts, SF_INDEX_MAX_DEPTH);
+	if (n == -EPERM)
+		return -EXDEV; /* the target, not the entry's own path, escapes */
 	if (n <= 0)
 		return n < 0 ? n : -EINVAL;
 	for (int i = 0; i < n && at; i++)
@@ -447,33 +449,52 @@ static sf_ret add_root_entry(struct sf_index *idx, const struct sf_tar_entry *e)
 	return set_attrs(&idx->inodes[SF_INDEX_ROOT], e, S_IFDIR);
 }
 
+/* A path for a message: long ones (up to 64 KiB, 4096 components) are cut
+ * in the middle, so the reason after them still fits in the message. */
+#define SHORT_PATH_MAX 160
+static const char *short_path(const char *p, char buf[SHORT_PATH_MAX + 8])
+{
+	size_t len = strlen(p);
+
+	if (len <= SHORT_PATH_MAX)
+		return p;
+	snprintf(buf, SHORT_PATH_MAX + 8, "%.100s...%s", p, p + len - (SHORT_PATH_MAX - 100));
+	return buf;
+}
+
 static sf_ret entry_error(struct sf_error *err, sf_ret r, const struct sf_tar_entry *e,
 			  const char *bad)
 {
+	char buf[SHORT_PATH_MAX + 8], lbuf[SHORT_PATH_MAX + 8];
+	const char *path = short_path(e->path, buf), *link = short_path(e->linkname, lbuf);
+
 	switch (r) {
 	case -EPERM:
-		return sf_fail(err, EPERM, "tar entry %s: path escapes the layer root", e->path);
+		return sf_fail(err, EPERM, "tar entry %s: path escapes the layer root", path);
 	case -ENOTDIR:
-		return sf_fail(err, ENOTDIR, "tar entry %s: parent %s is not a directory", e->path,
+		return sf_fail(err, ENOTDIR, "tar entry %s: parent %s is not a directory", path,
 			       bad ? bad : "?");
 	case -ENOENT:
-		return sf_fail(err, ENOENT, "tar entry %s: hard link to missing entry %s", e->path,
-			       e->linkname);
+		return sf_fail(err, ENOENT, "tar entry %s: hard link to missing entry %s", path,
+			       link);
 	case -EISDIR:
-		return sf_fail(err, EISDIR, "tar entry %s: hard link to directory %s", e->path,
-			       e->linkname);
+		return sf_fail(err, EISDIR, "tar entry %s: hard link to directory %s", path,
+			       link);
+	case -EXDEV:
+		return sf_fail(err, EPERM, "tar entry %s: hard link target %s escapes the layer root",
+			       path, link);
 	case -ENAMETOOLONG:
 		return sf_fail(err, ENAMETOOLONG, "tar entry %s: more than %d path components",
-			       e->path, SF_INDEX_MAX_DEPTH);
+			       path, SF_INDEX_MAX_DEPTH);
 	case -EOVERFLOW:
-		return sf_fail(err, EOVERFLOW, "tar entry %s: uid/gid above 2^32-1", e->path);
+		return sf_fail(err, EOVERFLOW, "tar entry %s: uid/gid above 2^32-1", path);
 	case -EFBIG:
 		return sf_fail(err, EFBIG, "tar entry %s: more than %u entries in one layer",
-			       e->path, SF_INDEX_MAX_INODES);
+			       path, SF_INDEX_MAX_INODES);
 	case -EINVAL:
-		return sf_fail(err, EINVAL, "tar entry %s: invalid entry", e->path);
+		return sf_fail(err, EINVAL, "tar entry %s: invalid entry", path);
 	default:
-		return sf_fail(err, -r, "tar entry %s: %s", e->path, strerror(-r));
+		return sf_fail(err, -r, "tar entry %s: %s", path, strerror(-r));
 	}
 }
 

@@ -226,6 +226,24 @@ static void test_hostile_paths_refused(void **state)
 	e = entry("big", SF_TAR_REG);
 	e.uid = 1ull << 40;
 	assert_int_equal(sf_index_add(idx, &e, 0, &err), -EOVERFLOW);
+	l.linkname = "../../etc/passwd";
+	assert_int_equal(sf_index_add(idx, &l, 0, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "hard link target ../../etc/passwd escapes"));
+	sf_index_free(idx);
+	idx = sf_index_new();
+	/* Regression (hostile.sh): a 10,000-deep path is refused with a message
+	 * that still says why, the path being cut in the middle. */
+	{
+		static char deep[20002];
+		for (int i = 0; i < 10000; i++)
+			memcpy(deep + 2 * i, "d/", 2);
+		deep[20000] = 'f';
+		e = entry(deep, SF_TAR_REG);
+		assert_int_equal(sf_index_add(idx, &e, 0, &err), -ENAMETOOLONG);
+		assert_non_null(strstr(err.msg, "more than 4096 path components"));
+		assert_non_null(strstr(err.msg, "d/d/.../d/d/"));
+		assert_non_null(strstr(err.msg, "d/f: more than"));
+	}
 	sf_index_free(idx);
 }
 
