@@ -489,6 +489,9 @@ def image(blobs, tars, comps, arch, docker=False):
     """Manifest descriptor for the tars compressed as comps."""
     layers = []
     for tar, comp in zip(tars, comps):
+        if comp.startswith("none-as-"):   # already compressed (or broken)
+            layers.append(blobs.add(tar, (MT_D if docker else MT_OCI)[comp[8:]]))
+            continue
         z = {"gzip": lambda d: gzip_members(d, 1), "gzip3": lambda d: gzip_members(d, 3),
              "zstd": zstd, "zstdN": lambda d: zstd_frames(d, 4),
              "zstdL": lambda d: zstd_frames(d, 3, lead=True), "none": lambda d: d}[comp](tar)
@@ -514,7 +517,7 @@ def push(registry, repo, blobs, tag, mdesc):
             push(registry, repo, blobs, None, m)
     else:
         children = [doc["config"]] + doc["layers"]
-    for d in children:
+    for d in {c["digest"]: c for c in children}.values():   # each blob once
         req = urllib.request.Request(base + "/blobs/uploads/", method="POST")
         with urllib.request.urlopen(req) as r:
             loc = r.headers["Location"]
