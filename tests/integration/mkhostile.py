@@ -2,6 +2,8 @@
 """mkhostile.py - hostile and broken images for hostile.sh.
 
 Usage: mkhostile.py --push REGISTRY [--huge-dir N] OUT
+       mkhostile.py --seeds DIR      (the hostile tars under 64 KiB, for the
+                                     fuzzers' seed corpus; nothing pushed)
 
 Pushes one image per case to REGISTRY as test/hostile-<case>:t (through the
 registry API, exactly as built) and writes OUT/cases.json, a list of
@@ -59,16 +61,28 @@ GOOD = tar_of((mc.ti("good/"), b""), (mc.ti("good/file"), b"layer 0 is fine\n"))
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--push", required=True)
+    ap.add_argument("--push")
+    ap.add_argument("--seeds", metavar="DIR")
     ap.add_argument("--huge-dir", type=int, default=100000)
-    ap.add_argument("out")
+    ap.add_argument("out", nargs="?")
     a = ap.parse_args()
+    if a.seeds:
+        a.out = a.seeds + "/.work"
+        a.huge_dir = 10
+    elif not a.push or not a.out:
+        ap.error("--push REGISTRY and OUT, or --seeds DIR")
     os.makedirs(a.out, exist_ok=True)
     blobs = mc.Blobs(a.out)
     arch = mc.GOARCH.get(os.uname().machine, os.uname().machine)
     cases = []
 
     def case(name, kind, expect, tar=None, comp="gzip", opts=(), entry=None, desc=None):
+        if a.seeds:
+            if tar is not None and len(tar) < 65536 and not comp.startswith("none-as-"):
+                with open(os.path.join(a.seeds, "hostile-%s.tar" % name), "wb") as f:
+                    f.write(tar)
+            cases.append({"name": name})
+            return
         if desc is None:
             desc, man = mc.image(blobs, [GOOD, tar], ["gzip", comp], arch)
             layer = man["layers"][-1]["digest"]
@@ -151,7 +165,8 @@ def main():
     m["config"] = blobs.add_json(cfg, mc.MT_OCI_CONFIG)
     d = blobs.add_json(m, mc.MT_OCI_MANIFEST)
     case("diff-id-mismatch", "layer", "diff_id mismatch", desc=d)
-    cases[-1]["layer"] = m["layers"][1]["digest"]
+    if not a.seeds:
+        cases[-1]["layer"] = m["layers"][1]["digest"]
     # the manifest says the blob is smaller than it is (a blob whose bytes
     # do not match its digest cannot come from a registry, which checks
     # digests on upload: streaming.sh corrupts blobs through a proxy)
@@ -159,7 +174,8 @@ def main():
     m["layers"][1]["size"] -= 1000
     d = blobs.add_json(m, mc.MT_OCI_MANIFEST)
     case("blob-size-mismatch", "layer", "Content-Range", desc=d)
-    cases[-1]["layer"] = m["layers"][1]["digest"]
+    if not a.seeds:
+        cases[-1]["layer"] = m["layers"][1]["digest"]
     # ---- manifest / config documents (mount-time errors)
     d, m = mc.image(blobs, [GOOD, body], ["gzip", "gzip"], arch)
     m["layers"].pop()
@@ -203,6 +219,10 @@ def main():
     case("huge-dir", "ok", None, t.value() + b"\0" * 1024, comp="zstd")
     cases[-1]["entries"] = n
 
+    if a.seeds:
+        import shutil
+        shutil.rmtree(a.out)
+        return
     with open(os.path.join(a.out, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)
 
