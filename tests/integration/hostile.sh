@@ -25,20 +25,30 @@ set -euo pipefail
 [ -x "$SOCI_FUSE" ] || die "$SOCI_FUSE: no such executable (set SOCI_FUSE)"
 
 start_registry
+t0=$(date +%s.%N)
 python3 "$INTEG_DIR/mkhostile.py" --push "$REGISTRY" --huge-dir "${HOSTILE_HUGE_DIR:-100000}" \
 	"$T/hostile" || die "mkhostile.py failed"
 rm -rf "$T/hostile/blobs"
+log "images built and pushed in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s"
 PASSWD_SUM=$(sha256sum /etc/passwd)
 touch "$T/stamp"
 
-# field CASE KEY: a field of case number CASE of cases.json ("" if null).
-field() {
-	python3 -c 'import json, sys
-v = json.load(open(sys.argv[1]))[int(sys.argv[2])].get(sys.argv[3])
-print(" ".join(v) if isinstance(v, list) else ("" if v is None else v))' \
-		"$T/hostile/cases.json" "$1" "$2"
-}
-N=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$T/hostile/cases.json")
+# cases.json as shell: case-<i>.sh sets kind name expect ref layer entry
+# opts layer0_fails entries (empty when absent).
+N=$(python3 - "$T/hostile" <<'EOF'
+import json, shlex, sys
+d = sys.argv[1]
+cases = json.load(open(d + "/cases.json"))
+keys = ("kind", "name", "expect", "ref", "layer", "entry", "opts", "layer0_fails", "entries")
+for i, c in enumerate(cases):
+    with open("%s/case-%d.sh" % (d, i), "w") as f:
+        for k in keys:
+            v = c.get(k)
+            v = " ".join(v) if isinstance(v, list) else ("" if v in (None, False) else str(v))
+            f.write("%s=%s\n" % (k, shlex.quote(v)))
+print(len(cases))
+EOF
+)
 
 # wait_layer_failed MNT LAYER: status JSON of the mount once layer LAYER is
 # failed (exit 1 if it completes or nothing happens in 120 s).
@@ -64,12 +74,9 @@ EOF
 # is_eio CMD...: CMD fails with "Input/output error".
 is_eio() { ! "$@" >/dev/null 2>"$T/eio.err" && grep -q 'Input/output error' "$T/eio.err"; }
 
+# The cases below run with the variables of case-<i>.sh set.
 layer_case() {
-	local i=$1 name expect ref layer entry opts mnt cache st err l0fails
-	name=$(field "$i" name) expect=$(field "$i" expect) ref=$(field "$i" ref)
-	layer=$(field "$i" layer) entry=$(field "$i" entry) opts=$(field "$i" opts)
-	l0fails=$(field "$i" layer0_fails)
-	mnt=$T/mnt-$name cache=$T/cache-$name
+	local mnt=$T/mnt-$name cache=$T/cache-$name st err
 	# shellcheck disable=SC2086 # opts are words
 	if ! sf_mount --cache "$cache" $opts "$ref" "$mnt" 2>"$T/err"; then
 		fail "$name: mount failed: $(head -n 2 "$T/err" | tr '\n' ' ')"
@@ -88,7 +95,7 @@ layer_case() {
 	[ "$(wc -l <<<"$err")" = 1 ] || problems+=("error is not one line")
 	is_eio ls "$mnt/layers/1" || problems+=("ls of the failed layer: $(cat "$T/eio.err") (want EIO)")
 	is_eio stat "$mnt/layers/1/anything" || problems+=("stat in the failed layer: not EIO")
-	if [ -z "$l0fails" ]; then
+	if [ -z "$layer0_fails" ]; then
 		wait_complete_layer0 "$mnt" && [ "$(cat "$mnt/layers/0/good/file")" = "layer 0 is fine" ] ||
 			problems+=("the good layer 0 is not served")
 	fi
@@ -119,9 +126,7 @@ EOF
 }
 
 mount_case() {
-	local i=$1 name expect ref mnt rc lines
-	name=$(field "$i" name) expect=$(field "$i" expect) ref=$(field "$i" ref)
-	mnt=$T/mnt-$name
+	local mnt=$T/mnt-$name rc lines
 	mkdir -p "$mnt"
 	timeout 60 "$SOCI_FUSE" mount --cache "$T/cache-$name" "$ref" "$mnt" >"$T/out" 2>"$T/err" &&
 		rc=0 || rc=$?
@@ -136,8 +141,7 @@ mount_case() {
 }
 
 ok_case() {
-	local i=$1 name ref mnt n
-	name=$(field "$i" name) ref=$(field "$i" ref) mnt=$T/mnt-$name
+	local mnt=$T/mnt-$name n
 	if ! sf_mount --cache "$T/cache-$name" "$ref" "$mnt" 2>"$T/err"; then
 		fail "$name: mount failed: $(head -n 2 "$T/err" | tr '\n' ' ')"
 		return
@@ -149,7 +153,7 @@ ok_case() {
 			test "$(cat "$mnt/layers/1/abs/file")" = "absolute names stay inside"
 		;;
 	huge-dir)
-		n=$(field "$i" entries)
+		n=$entries
 		check "$name: all $n entries listed" test "$(ls -f "$mnt/layers/1/big" | wc -l)" = $((n + 2))
 		check "$name: the last entry is there" test -f "$mnt/layers/1/big/$(printf %07d $((n - 1)))"
 		;;
@@ -158,11 +162,15 @@ ok_case() {
 }
 
 for ((i = 0; i < N; i++)); do
-	case $(field "$i" kind) in
-	layer) layer_case "$i" ;;
-	mount) mount_case "$i" ;;
-	ok) ok_case "$i" ;;
+	t0=$(date +%s.%N)
+	# shellcheck disable=SC1090
+	. "$T/hostile/case-$i.sh"
+	case $kind in
+	layer) layer_case ;;
+	mount) mount_case ;;
+	ok) ok_case ;;
 	esac
+	log "$name: $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s"
 done
 
 # Nothing written outside the cache dirs: no file named like a traversal
