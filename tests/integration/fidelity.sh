@@ -96,6 +96,13 @@ if sf_mount --cache "$T/cache-sparse" "$REGISTRY/test/fidelity-sparse:oci" "$MNT
 		test "$(cat "$MNT/layers/0/dup/file")" = "second, the one that counts"
 	check "sparse: the tail of a huge file reads back" \
 		test "$(tail -c 10 "$MNT/layers/0/sparse/oldgnu-huge")" = "last bytes"
+	check "sparse: SEEK_HOLE through FUSE finds the hole after the first data" python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+sys.exit(0 if 0 < os.lseek(fd, 0, os.SEEK_HOLE) < (1 << 20) else 1)' "$MNT/layers/0/sparse/pax10-huge"
+	# four files of 9 GiB in the layer: the cache's data file stays sparse
+	check "sparse: the cache holds the layer in under 64 MiB" \
+		test "$(du -sk "$T/cache-sparse/layers" | cut -f1)" -lt 65536
 	check "sparse: soci-fuse umount" sf_umount "$MNT"
 else
 	fail "sparse: soci-fuse mount"
