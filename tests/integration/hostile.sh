@@ -180,8 +180,7 @@ check "nothing escaped: no 'escape'/'evil'/'OUTSIDE' file created since the star
 		-newer "$T/stamp" 2>/dev/null | head -n 5)"
 check "nothing escaped: /etc/passwd unchanged" test "$(sha256sum /etc/passwd)" = "$PASSWD_SUM"
 pids=$(soci_fuse_pids)
-# shellcheck disable=SC2086
-check "no soci-fuse daemon left" bash -c "[ -z '$pids' ] || ! kill -0 $pids 2>/dev/null" ||
-	true
+# shellcheck disable=SC2086 # one PID per word
+check "no soci-fuse daemon left running" wait_gone 10 $pids
 
 summary
