@@ -75,6 +75,7 @@ EOF
 is_eio() { ! "$@" >/dev/null 2>"$T/eio.err" && grep -q 'Input/output error' "$T/eio.err"; }
 
 # The cases below run with the variables of case-<i>.sh set.
+kind='' name='' expect='' ref='' layer='' entry='' opts='' layer0_fails='' entries=''
 layer_case() {
 	local mnt=$T/mnt-$name cache=$T/cache-$name st err
 	# shellcheck disable=SC2086 # opts are words
@@ -100,7 +101,7 @@ layer_case() {
 			problems+=("the good layer 0 is not served")
 	fi
 	[ ! -e "$cache/layers/${layer#sha256:}" ] || problems+=("failed layer is in the cache's layers/")
-	[ -z "$(ls -A "$cache/tmp" 2>/dev/null | grep -F "${layer#sha256:}" || true)" ] ||
+	! compgen -G "$cache/tmp/*${layer#sha256:}*" >/dev/null ||
 		problems+=("work dir left in the cache's tmp/")
 	sf_umount "$mnt" || problems+=("umount failed")
 	if [ ${#problems[@]} = 0 ]; then
