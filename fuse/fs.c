@@ -682,6 +682,15 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	if (ino == INO_LOWERDIR || ino == INO_STATUS) {
+		/* all data, no holes; status has size 0 (read with direct_io) */
+		uint64_t size = ino == INO_LOWERDIR ? strlen(fs_of(req)->lowerdir) : 0;
+		if (off < 0 || (uint64_t)off >= size)
+			fuse_reply_err(req, ENXIO);
+		else
+			fuse_reply_lseek(req, whence == SEEK_DATA ? off : (off_t)size);
+		return;
+	}
 	l = decode_ino(fs_of(req), ino, &id);
 	if (!l || sf_layer_state(l) == SF_LAYER_FAILED) {
 		fuse_reply_err(req, l ? EIO : EINVAL);

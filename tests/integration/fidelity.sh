@@ -74,6 +74,26 @@ compare_image() {
 	else
 		fail "$tag: overlay mount of $(cat "$mnt/lowerdir")"
 	fi
+	[ "$tag" != oci ] || check "$tag: SEEK_DATA/SEEK_HOLE on a file, an empty file, lowerdir" \
+		python3 - "$mnt" <<'EOF'
+import errno, os, sys
+m = sys.argv[1]
+def seek(p, off, whence):
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        return os.lseek(fd, off, whence)
+    except OSError as e:
+        return -e.errno
+    finally:
+        os.close(fd)
+f, lower = m + "/layers/0/etc/passwd", m + "/lowerdir"
+size, lsize = os.stat(f).st_size, os.stat(lower).st_size
+ok = (seek(f, 0, os.SEEK_DATA) == 0 and seek(f, 3, os.SEEK_HOLE) == size and
+      seek(f, size, os.SEEK_DATA) == -errno.ENXIO and
+      seek(m + "/layers/1/gnu/mode000", 0, os.SEEK_DATA) == -errno.ENXIO and
+      seek(lower, 1, os.SEEK_DATA) == 1 and seek(lower, 0, os.SEEK_HOLE) == lsize)
+sys.exit(0 if ok else 1)
+EOF
 	check "$tag: soci-fuse umount" sf_umount "$mnt"
 }
 for tag in oci docker index; do
