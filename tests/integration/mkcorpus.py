@@ -10,7 +10,8 @@ of what).  With --push the images go to REGISTRY through the registry API
 
   test/fidelity:oci     OCI manifest; layers L0..L5 below, compressed
                         gzip (several members), zstd (several frames and
-                        skippable frames), none, gzip, gzip, zstd
+                        skippable frames), none, gzip (with the Docker
+                        layer media type), gzip, zstd
   test/fidelity:docker  Docker schema 2 manifest (rootfs.diff.tar.gzip and
                         rootfs.diff.tar) of the same six tars
   test/fidelity:index   OCI index listing two other platforms FIRST, then
@@ -494,9 +495,11 @@ def image(blobs, tars, comps, arch, docker=False):
             continue
         z = {"gzip": lambda d: gzip_members(d, 1), "gzip3": lambda d: gzip_members(d, 3),
              "zstd": zstd, "zstdN": lambda d: zstd_frames(d, 4),
-             "zstdL": lambda d: zstd_frames(d, 3, lead=True), "none": lambda d: d}[comp](tar)
-        kind = comp.rstrip("3NL")
-        layers.append(blobs.add(z, (MT_D if docker else MT_OCI)[kind]))
+             "zstdL": lambda d: zstd_frames(d, 3, lead=True), "none": lambda d: d}[comp.rstrip("D")](tar)
+        kind = comp.rstrip("3NLD")
+        # "D": a Docker layer media type in an OCI manifest, as some
+        # builders write (mixing is legal and podman takes it)
+        layers.append(blobs.add(z, (MT_D if docker or comp.endswith("D") else MT_OCI)[kind]))
     diff_ids = ["sha256:" + hashlib.sha256(t).hexdigest() for t in tars]
     config = {"created": "2024-01-01T00:00:00Z", "architecture": arch, "os": "linux",
               "config": {"Cmd": ["/bin/sh"]},
@@ -560,7 +563,7 @@ def main():
 
     arch = GOARCH.get(platform.machine(), platform.machine())
     blobs = Blobs(out)
-    oci, _ = image(blobs, tars, ["gzip3", "zstdN", "none", "gzip", "gzip", "zstd"], arch)
+    oci, _ = image(blobs, tars, ["gzip3", "zstdN", "none", "gzipD", "gzip", "zstd"], arch)
     dock, _ = image(blobs, tars, ["gzip", "gzip", "none", "gzip3", "gzip", "gzip"], arch,
                     docker=True)
     decoys = []
