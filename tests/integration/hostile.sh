@@ -174,6 +174,15 @@ for ((i = 0; i < N; i++)); do
 	log "$name: $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s"
 done
 
+# The limit options refuse nonsense with one line and exit 2.
+for bad in "--max-entries 0" "--max-expansion-ratio 5K" "--max-layer-size -1" "--max-layer-size 1Q"; do
+	# shellcheck disable=SC2086 # option and value
+	"$SOCI_FUSE" mount $bad "$REGISTRY/test/hostile-absolute:t" "$T/mnt-absolute" 2>"$T/err" &&
+		rc=0 || rc=$?
+	check "bad value: $bad: exit 2, one line naming the option" \
+		test "$rc" = 2 -a "$(grep -c . "$T/err")" = 1 -a -n "$(grep -F -- "${bad% *}" "$T/err")"
+done
+
 # Nothing written outside the cache dirs: no file named like a traversal
 # target anywhere under $T or /tmp, /etc/passwd untouched.
 check "nothing escaped: no 'escape'/'evil'/'OUTSIDE' file created since the start" \
