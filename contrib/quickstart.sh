@@ -12,7 +12,7 @@
 #                                short load.sh under ThreadSanitizer in
 #                                build-tsan/, then the libFuzzer targets
 #                                (fuzz/run.sh, FUZZ_SECONDS each, default
-#                                30) in build-fuzz/; exits non-zero on any
+#                                45) in build-fuzz/; exits non-zero on any
 #                                failure
 #
 # All builds are VPATH builds (build/, build-asan/...): configure refuses a
@@ -174,10 +174,10 @@ run_tests() {
 
 	# libFuzzer targets (ASan+UBSan) in build-fuzz/: saved regressions, then
 	# FUZZ_SECONDS per target; its closing line 'fuzz: N passed, M failed'
-	say "fuzzing (fuzz/run.sh, ${FUZZ_SECONDS:-30}s per target)"
+	say "fuzzing (fuzz/run.sh, ${FUZZ_SECONDS:-45}s per target)"
 	local fuzzlog=$SRC/build-fuzz/run.log fp=0 ff=0 frc=0
 	mkdir -p "$SRC/build-fuzz"
-	JOBS=$JOBS bash "$SRC/fuzz/run.sh" "${FUZZ_SECONDS:-30}" 2>&1 | tee "$fuzzlog" || frc=$?
+	JOBS=$JOBS bash "$SRC/fuzz/run.sh" "${FUZZ_SECONDS:-45}" 2>&1 | tee "$fuzzlog" || frc=$?
 	read -r fp ff < <(sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$fuzzlog" |
 		tail -n 1) || true
 	fp=${fp:-0} ff=${ff:-0}

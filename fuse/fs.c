@@ -312,6 +312,34 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		sf_tree_read(req, l, id, size, off);
 }
 
+/* SEEK_DATA / SEEK_HOLE; layer files are answered by tree.c. */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct sf_layer *l;
+	uint32_t id;
+
+	(void)fi;
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (ino == INO_LOWERDIR || ino == INO_STATUS) {
+		/* all data, no holes; status has size 0 (read with direct_io) */
+		uint64_t size = ino == INO_LOWERDIR ? strlen(fs_of(req)->lowerdir) : 0;
+		if (off < 0 || (uint64_t)off >= size)
+			fuse_reply_err(req, ENXIO);
+		else
+			fuse_reply_lseek(req, whence == SEEK_DATA ? off : (off_t)size);
+		return;
+	}
+	l = decode_ino(fs_of(req), ino, &id);
+	if (!l)
+		fuse_reply_err(req, EINVAL);
+	else
+		sf_tree_lseek(req, l, id, off, whence);
+}
+
 /* ---- xattrs ---- */
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -366,6 +394,7 @@ const struct fuse_lowlevel_ops sf_fs_ops = {
 	.readdirplus = op_readdirplus,
 	.open = op_open,
 	.read = op_read,
+	.lseek = op_lseek,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
 	.statfs = op_statfs,

@@ -55,6 +55,10 @@ static const char usage_text[] =
 	"  --overlay-xattr NS   serve opaque dirs as NS.overlay.opaque: trusted\n"
 	"                       (default) or user (for overlay's userxattr option)\n"
 	"  -d, --debug          FUSE debug output (implies --foreground)\n"
+	"  --max-layer-size SIZE       largest layer blob accepted (default 64G)\n"
+	"  --max-expansion-ratio N     uncompressed bytes per blob byte before a layer\n"
+	"                              counts as a decompression bomb (default 1000)\n"
+	"  --max-entries N             tar entries per layer (default 4194304)\n"
 	"\n"
 	"pull takes the mount options but -f, -d and --overlay-xattr.\n"
 	"cache ls lists the layers of the cache: digest, bytes on disk, complete or\n"
@@ -135,14 +139,18 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 		{ "help", no_argument, NULL, 'h' },
 		{ "upper", required_argument, NULL, 'U' },
 		{ "work", required_argument, NULL, 'W' },
+		{ "max-layer-size", required_argument, NULL, 'L' },
+		{ "max-expansion-ratio", required_argument, NULL, 'L' },
+		{ "max-entries", required_argument, NULL, 'L' },
 		{ 0 },
 	};
-	struct sf_mount_opts o = { 0 };
+	struct sf_mount_opts o = { .limits = SF_LIMITS_DEFAULTS };
+	int li;
 	const char *upper = NULL, *work = NULL;
 	const char *cmd = rootfs ? "rootfs" : pull ? "pull" : which == CMD_STORE ? "store" : "mount";
 	int c;
 
-	while ((c = getopt_long(argc, argv, "fdh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fdh", longopts, &li)) != -1) {
 		switch (c) {
 		case 'c': o.cache_dir = optarg; break;
 		case 'f': o.foreground = true; break;
@@ -164,6 +172,13 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 			if (strcmp(optarg, "trusted") && strcmp(optarg, "user"))
 				return bad_option("--overlay-xattr", optarg);
 			o.overlay_xattr = optarg;
+			break;
+		case 'L':
+			if (sf_limits_set(&o.limits, longopts[li].name, optarg) < 0) {
+				char name[32];
+				snprintf(name, sizeof(name), "--%s", longopts[li].name);
+				return bad_option(name, optarg);
+			}
 			break;
 		case 'U': upper = optarg; break;
 		case 'W': work = optarg; break;

@@ -217,7 +217,7 @@ static int open_cache(struct mount_state *m, const struct sf_mount_opts *o)
 	return r < 0 ? fail("%s", sf_error_text(&err, r)) : 0;
 }
 
-static int open_layers(struct mount_state *m)
+static int open_layers(struct mount_state *m, const struct sf_mount_opts *o)
 {
 	struct sf_error err = { 0 };
 	sf_ret r;
@@ -240,6 +240,7 @@ static int open_layers(struct mount_state *m)
 			return fail("layer %u (%s): %s", i, m->img.layers[i].digest,
 				    sf_error_text(&err, r));
 		}
+		m->layers[i].limits = o->limits;
 		m->n_layers_ready = i + 1;
 	}
 	return 0;
@@ -323,7 +324,7 @@ int sf_mount_prepare(struct mount_state *m, const struct sf_mount_opts *o)
 	if (rc == 0)
 		rc = resolve_image(m, o);
 	if (rc == 0)
-		rc = open_layers(m);
+		rc = open_layers(m, o);
 	return rc;
 }
 

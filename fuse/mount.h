@@ -8,6 +8,7 @@
 #include "fetch.h"
 #include "fs.h"
 #include "layer.h"
+#include "layer_limits.h"
 #include "ref.h"
 #include "registry.h"
 
@@ -21,6 +22,7 @@ struct sf_mount_opts {
 	bool debug;
 	struct sf_fetch_opts fetch;
 	struct sf_registry_opts registry; /* authfile, creds, tls_ca, registries_conf */
+	struct sf_limits limits; /* main() sets SF_LIMITS_DEFAULTS, then the options */
 };
 
 /* What a mount (or a pull) holds; torn down by sf_mount_state_free on

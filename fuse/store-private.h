@@ -66,6 +66,7 @@ struct counters {
 
 struct store {
 	struct sf_tree tree;
+	struct sf_limits limits; /* per layer, from the options */
 	struct sf_cache *cache;
 	struct sf_registry_opts ropts;
 	struct sf_fetcher *fetcher;

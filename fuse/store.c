@@ -644,6 +644,7 @@ int sf_store_main(const struct sf_mount_opts *o)
 	sf_ret r;
 
 	s.ropts.insecure = o->insecure; /* credentials, CAs, mirrors: as for mount */
+	s.limits = o->limits;
 	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_mutex_init(&s.create_lock, NULL);

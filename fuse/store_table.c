@@ -315,6 +315,7 @@ int store_get_slot(struct store *s, const struct sf_layer_desc *desc, struct sf_
 	if (r == 0 && !reg && sf_layer_state(&sl->layer) != SF_LAYER_COMPLETE)
 		r = -ENOENT;
 	if (r == 0) {
+		sl->layer.limits = s->limits;
 		sl->layer.notify = sf_tree_notify;
 		sl->layer.notify_arg = &s->tree;
 		r = sf_layer_start(&sl->layer, reg, s->fetcher, &err);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 enum waiter_kind { WAIT_LOOKUP, WAIT_READDIR, WAIT_DONE };
 
@@ -506,4 +507,58 @@ void sf_tree_listxattr(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, ui
 	else
 		fuse_reply_buf(req, buf, (size_t)len);
 	free(buf);
+}
+
+/* SEEK_DATA / SEEK_HOLE (the kernel handles the other whences itself):
+ * answered from the layer's data file, where a file's holes are holes too,
+ * so `cp --sparse`, tar -S and checks of huge sparse files need not read
+ * gigabytes of zeros.  The answer is clamped to the file's own extent of
+ * the data file, which continues with the next file's data. */
+void sf_tree_lseek(fuse_req_t req, struct sf_layer *l, uint32_t id, off_t off, int whence)
+{
+	const struct sf_inode *node;
+	uint64_t base = 0, fsize = 0;
+	off_t r;
+	int fd = -1;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (sf_layer_state(l) == SF_LAYER_FAILED) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	pthread_rwlock_rdlock(&l->lock);
+	node = sf_index_inode(l->idx, id);
+	if (node && S_ISREG(node->mode)) {
+		base = node->data_off;
+		fsize = node->size;
+		fd = l->data_fd;
+	}
+	pthread_rwlock_unlock(&l->lock);
+	if (fd < 0 || off < 0) {
+		fuse_reply_err(req, fd < 0 ? EINVAL : ENXIO);
+		return;
+	}
+	if ((uint64_t)off >= fsize) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	/* the fd's offset is never used for I/O (pread/pwrite only) */
+	r = lseek(fd, (off_t)(base + (uint64_t)off), whence);
+	if (r < 0 && errno != ENXIO) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	if (whence == SEEK_DATA) {
+		if (r < 0 || (uint64_t)r >= base + fsize)
+			fuse_reply_err(req, ENXIO);
+		else
+			fuse_reply_lseek(req, (off_t)((uint64_t)r - base));
+		return;
+	}
+	if (r < 0 || (uint64_t)r > base + fsize)
+		r = (off_t)(base + fsize);
+	fuse_reply_lseek(req, (off_t)((uint64_t)r - base));
 }

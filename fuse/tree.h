@@ -81,6 +81,9 @@ void sf_tree_readdir(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uint
 		     size_t size, off_t off, bool plus);
 void sf_tree_open(fuse_req_t req, struct sf_layer *l, struct fuse_file_info *fi);
 void sf_tree_read(fuse_req_t req, struct sf_layer *l, uint32_t id, size_t size, off_t off);
+/* SEEK_DATA/SEEK_HOLE within a regular file of the layer (from the data
+ * file's holes); other whences get EINVAL. */
+void sf_tree_lseek(fuse_req_t req, struct sf_layer *l, uint32_t id, off_t off, int whence);
 void sf_tree_getxattr(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uint32_t id,
 		      const char *name, size_t size);
 void sf_tree_listxattr(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uint32_t id,

@@ -92,6 +92,30 @@ tail -c +4097 "$tmp/layer.tar" >"$tmp/b"
 	zstd -q -c "$tmp/b"
 } | seed zstd-skippable-two-frames-layer.tar 002
 
+# ------------------------------------------------------------ hostile + fidelity
+# The hostile layers of tests/integration/hostile.sh (those under 64 KiB,
+# uncompressed) as tar seeds; as root (mkcorpus.py stages its trees with
+# mknod and chown) also the fidelity corpus's layers, as tar seeds and as
+# multi-member gzip / multi-frame zstd streams.
+python3 "$SRC/tests/integration/mkhostile.py" --seeds "$C/fuzz_tar"
+if [ "$(id -u)" = 0 ]; then
+	python3 "$SRC/tests/integration/mkcorpus.py" "$tmp/corpus"
+	for i in 0 1 3; do
+		f=$tmp/corpus/layers/L$i.tar
+		cp "$f" "$C/fuzz_tar/fidelity-L$i.tar"
+		head -c 3000 "$f" >"$tmp/a"
+		tail -c +3001 "$f" >"$tmp/b"
+		{ gzip -n -c "$tmp/a"; gzip -n -c "$tmp/b"; } | seed "gzip-fidelity-L$i.tar" 001
+		{
+			zstd -q -c "$tmp/a"
+			printf '\x51\x2a\x4d\x18\x02\x00\x00\x00hi'
+			zstd -q -c "$tmp/b"
+		} | seed "zstd-fidelity-L$i.tar" 002
+	done
+else
+	echo "make-seeds.sh: not root, fidelity layer seeds left out" >&2
+fi
+
 # ------------------------------------------------------------ manifests
 # byte 0: Content-Type (index into content_types[] in fuzz_manifest.c:
 # 0 none, 1 OCI manifest, 2 OCI index, 3 Docker manifest, 4 Docker list,

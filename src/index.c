@@ -331,17 +331,66 @@ static sf_ret add_whiteout(struct sf_index *idx, uint32_t dir, const char *base,
 	return place(idx, dir, base, id);
 }
 
+/* A hard link's own header applies to the inode it shares, as Docker's and
+ * containers/storage's unpackers do (they lchown, set the xattrs and, unless
+ * the target is a symlink, chmod and utime the new name after linking):
+ * owner always, xattrs added or replaced, mode and mtime of non-symlinks.
+ * Writers normally repeat the target's attributes, so this rarely shows. */
+static sf_ret link_attrs(struct sf_inode *ino, const struct sf_tar_entry *e)
+{
+	ino->uid = (uint32_t)e->uid;
+	ino->gid = (uint32_t)e->gid;
+	if (!S_ISLNK(ino->mode)) {
+		ino->mode = (ino->mode & S_IFMT) | (e->mode & 07777);
+		ino->mtime_sec = e->mtime_sec;
+		ino->mtime_nsec = e->mtime_nsec;
+	}
+	for (size_t i = 0; i < e->n_xattrs; i++) {
+		const struct sf_tar_xattr *src = &e->xattrs[i];
+		struct sf_xattr *x = NULL, *grown;
+		unsigned char *v;
+
+		for (uint32_t j = 0; j < ino->n_xattrs && !x; j++)
+			if (strcmp(ino->xattrs[j].name, src->name) == 0)
+				x = &ino->xattrs[j];
+		if (!x) {
+			if (ino->n_xattrs >= SF_TAR_MAX_XATTRS)
+				return -E2BIG;
+			grown = realloc(ino->xattrs, (ino->n_xattrs + 1) * sizeof(*grown));
+			if (!grown)
+				return -ENOMEM;
+			ino->xattrs = grown;
+			x = &grown[ino->n_xattrs];
+			*x = (struct sf_xattr){ .name = strdup(src->name) };
+			if (!x->name)
+				return -ENOMEM;
+			ino->n_xattrs++;
+		}
+		v = malloc(src->len ? src->len : 1);
+		if (!v)
+			return -ENOMEM;
+		memcpy(v, src->value, src->len);
+		free(x->value);
+		x->value = v;
+		x->len = (uint32_t)src->len;
+	}
+	return 0;
+}
+
 static sf_ret add_hardlink(struct sf_index *idx, uint32_t dir, const char *base,
 			   const struct sf_tar_entry *e)
 {
 	char *parts[SF_INDEX_MAX_DEPTH];
 	_cleanup_free_ char *target = strdup(e->linkname);
 	uint32_t at = SF_INDEX_ROOT;
+	sf_ret r;
 	int n;
 
 	if (!target)
 		return -ENOMEM;
 	n = split_path(target, parts, SF_INDEX_MAX_DEPTH);
+	if (n == -EPERM)
+		return -EXDEV; /* the target, not the entry's own path, escapes */
 	if (n <= 0)
 		return n < 0 ? n : -EINVAL;
 	for (int i = 0; i < n && at; i++)
@@ -352,6 +401,9 @@ static sf_ret add_hardlink(struct sf_index *idx, uint32_t dir, const char *base,
 		return -EISDIR;
 	if (sf_index_lookup(idx, dir, base) == at)
 		return 0;
+	r = link_attrs(&idx->inodes[at], e);
+	if (r < 0)
+		return r;
 	idx->inodes[at].nlink++;
 	return place(idx, dir, base, at);
 }
@@ -397,33 +449,52 @@ static sf_ret add_root_entry(struct sf_index *idx, const struct sf_tar_entry *e)
 	return set_attrs(&idx->inodes[SF_INDEX_ROOT], e, S_IFDIR);
 }
 
+/* A path for a message: long ones (up to 64 KiB, 4096 components) are cut
+ * in the middle, so the reason after them still fits in the message. */
+#define SHORT_PATH_MAX 160
+static const char *short_path(const char *p, char buf[SHORT_PATH_MAX + 8])
+{
+	size_t len = strlen(p);
+
+	if (len <= SHORT_PATH_MAX)
+		return p;
+	snprintf(buf, SHORT_PATH_MAX + 8, "%.100s...%s", p, p + len - (SHORT_PATH_MAX - 100));
+	return buf;
+}
+
 static sf_ret entry_error(struct sf_error *err, sf_ret r, const struct sf_tar_entry *e,
 			  const char *bad)
 {
+	char buf[SHORT_PATH_MAX + 8], lbuf[SHORT_PATH_MAX + 8];
+	const char *path = short_path(e->path, buf), *link = short_path(e->linkname, lbuf);
+
 	switch (r) {
 	case -EPERM:
-		return sf_fail(err, EPERM, "tar entry %s: path escapes the layer root", e->path);
+		return sf_fail(err, EPERM, "tar entry %s: path escapes the layer root", path);
 	case -ENOTDIR:
-		return sf_fail(err, ENOTDIR, "tar entry %s: parent %s is not a directory", e->path,
+		return sf_fail(err, ENOTDIR, "tar entry %s: parent %s is not a directory", path,
 			       bad ? bad : "?");
 	case -ENOENT:
-		return sf_fail(err, ENOENT, "tar entry %s: hard link to missing entry %s", e->path,
-			       e->linkname);
+		return sf_fail(err, ENOENT, "tar entry %s: hard link to missing entry %s", path,
+			       link);
 	case -EISDIR:
-		return sf_fail(err, EISDIR, "tar entry %s: hard link to directory %s", e->path,
-			       e->linkname);
+		return sf_fail(err, EISDIR, "tar entry %s: hard link to directory %s", path,
+			       link);
+	case -EXDEV:
+		return sf_fail(err, EPERM, "tar entry %s: hard link target %s escapes the layer root",
+			       path, link);
 	case -ENAMETOOLONG:
 		return sf_fail(err, ENAMETOOLONG, "tar entry %s: more than %d path components",
-			       e->path, SF_INDEX_MAX_DEPTH);
+			       path, SF_INDEX_MAX_DEPTH);
 	case -EOVERFLOW:
-		return sf_fail(err, EOVERFLOW, "tar entry %s: uid/gid above 2^32-1", e->path);
+		return sf_fail(err, EOVERFLOW, "tar entry %s: uid/gid above 2^32-1", path);
 	case -EFBIG:
 		return sf_fail(err, EFBIG, "tar entry %s: more than %u entries in one layer",
-			       e->path, SF_INDEX_MAX_INODES);
+			       path, SF_INDEX_MAX_INODES);
 	case -EINVAL:
-		return sf_fail(err, EINVAL, "tar entry %s: invalid entry", e->path);
+		return sf_fail(err, EINVAL, "tar entry %s: invalid entry", path);
 	default:
-		return sf_fail(err, -r, "tar entry %s: %s", e->path, strerror(-r));
+		return sf_fail(err, -r, "tar entry %s: %s", path, strerror(-r));
 	}
 }
 

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -77,6 +78,8 @@ struct counted_reader {
 	struct sf_reader src;
 	struct sf_hasher *hash; /* the diff_id, on its own thread */
 	_Atomic uint64_t *count;
+	uint64_t max; /* most uncompressed bytes allowed (decompression bomb) */
+	const struct sf_limits *limits;
 };
 
 static ssize_t counted_read(void *ctx, void *buf, size_t len, struct sf_error *err)
@@ -85,8 +88,13 @@ static ssize_t counted_read(void *ctx, void *buf, size_t len, struct sf_error *e
 	ssize_t n = sf_read(c->src, buf, len, err);
 
 	if (n > 0) {
+		uint64_t total = atomic_fetch_add(c->count, (uint64_t)n) + (uint64_t)n;
+		if (total > c->max)
+			return sf_fail(err, EFBIG,
+				       "decompression bomb: expands to over %" PRIu64
+				       " bytes (%" PRIu64 " times the blob, --max-expansion-ratio)",
+				       c->max, c->limits->max_expansion_ratio);
 		sf_hasher_feed(c->hash, buf, (size_t)n);
-		atomic_fetch_add(c->count, (uint64_t)n);
 	}
 	return n;
 }
@@ -135,6 +143,7 @@ sf_ret sf_layer_init(struct sf_layer *l, unsigned number, const struct sf_layer_
 	l->desc = desc;
 	l->cache = cache;
 	l->data_fd = -1;
+	l->limits = SF_LIMITS_DEFAULTS;
 	pthread_rwlock_init(&l->lock, NULL);
 	sf_blob_init(&l->blob);
 	r = sf_cache_load_layer(cache, desc, &l->idx, &l->data_fd, err);
@@ -289,6 +298,7 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 {
 	struct sf_layer *l = p->l;
 	const struct sf_tar_entry *e;
+	uint64_t entries = 0;
 	sf_ret r;
 	int more;
 
@@ -302,6 +312,10 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 	if (r < 0)
 		return sf_fail(err, -r, "out of memory");
 	while ((more = sf_tar_next(p->tar, &e, err)) == 1) {
+		if (++entries > l->limits.max_entries)
+			return sf_fail(err, EFBIG, "tar entry %s: more than %" PRIu64
+				       " entries in the layer (--max-entries)", e->path,
+				       l->limits.max_entries);
 		r = add_entry(p, e, err);
 		if (r < 0)
 			return r;
@@ -361,6 +375,10 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 	struct sf_layer *l = p->l;
 	sf_ret r;
 
+	/* before anything is written for it */
+	if (l->desc->size > l->limits.max_layer_size)
+		return sf_fail(err, EFBIG, "blob of %" PRIu64 " bytes is over --max-layer-size %" PRIu64,
+			       l->desc->size, l->limits.max_layer_size);
 	r = sf_spool_open(l->cache, l->desc, &p->files, err);
 	if (r == 0)
 		r = open_data_file(p, err);
@@ -369,6 +387,8 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 	p->buf = malloc(COPY_BUF_SIZE);
 	p->spool = (struct spool_reader){ .blob = &l->blob, .fd = p->files.blob_fd };
 	p->counted.count = &l->unpacked;
+	p->counted.limits = &l->limits;
+	p->counted.max = sf_limits_max_expanded(&l->limits, l->desc->size);
 	if (!p->buf)
 		return sf_fail(err, ENOMEM, "out of memory");
 	r = sf_hasher_pipe(&p->counted.hash, err);

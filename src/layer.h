@@ -25,6 +25,7 @@
 #include "error.h"
 #include "fetch.h"
 #include "index.h"
+#include "layer_limits.h"
 #include "registry.h"
 
 enum sf_layer_state {
@@ -42,6 +43,8 @@ struct sf_layer {
 	unsigned number;		   /* 0 = bottom */
 	const struct sf_layer_desc *desc;  /* borrowed from the image */
 	const struct sf_cache *cache;	   /* borrowed */
+	struct sf_limits limits;	   /* SF_LIMITS_DEFAULTS unless the caller sets them
+					      before sf_layer_start */
 
 	pthread_rwlock_t lock; /* guards idx */
 	struct sf_index *idx;

@@ -139,6 +139,50 @@ static void test_hardlinks_share_inode(void **state)
 	sf_index_free(idx);
 }
 
+/* Regression (fidelity corpus): a hard link's own header sets the shared
+ * inode's owner, xattrs and, unless it is a symlink, mode and mtime, as
+ * podman's and Docker's unpackers do. */
+static void test_hardlink_header_applies_to_inode(void **state)
+{
+	struct sf_index *idx = sf_index_new();
+	struct sf_tar_entry f = entry("file", SF_TAR_REG);
+	struct sf_tar_entry s = entry("sym", SF_TAR_SYMLINK);
+	struct sf_tar_entry l = entry("link", SF_TAR_HARDLINK);
+	struct sf_tar_entry ls = entry("linksym", SF_TAR_HARDLINK);
+	struct sf_tar_xattr fx = { "user.a", (unsigned char *)"old", 3 };
+	struct sf_tar_xattr lx[] = { { "user.a", (unsigned char *)"new", 3 },
+				     { "user.b", (unsigned char *)"b", 1 } };
+	const void *v;
+	struct stat st;
+
+	(void)state;
+	f.mode = 0640, f.uid = 7, f.gid = 8, f.mtime_nsec = 1;
+	f.xattrs = &fx, f.n_xattrs = 1;
+	add_ok(idx, f, 0);
+	l.linkname = "file", l.mode = 04755, l.uid = 1, l.gid = 2, l.mtime_sec = 2000;
+	l.xattrs = lx, l.n_xattrs = 2;
+	add_ok(idx, l, 0);
+	sf_index_stat(idx, resolve(idx, "file"), &st);
+	assert_int_equal(st.st_mode, S_IFREG | 04755);
+	assert_int_equal(st.st_uid, 1);
+	assert_int_equal(st.st_gid, 2);
+	assert_int_equal(st.st_mtim.tv_sec, 2000);
+	assert_int_equal(st.st_mtim.tv_nsec, 0);
+	assert_int_equal(sf_index_getxattr(idx, resolve(idx, "file"), "user.a", "x", &v), 3);
+	assert_memory_equal(v, "new", 3);
+	assert_int_equal(sf_index_getxattr(idx, resolve(idx, "link"), "user.b", "x", &v), 1);
+	/* to a symlink: the owner only */
+	s.linkname = "file", s.mode = 0777;
+	add_ok(idx, s, 0);
+	ls.linkname = "sym", ls.mode = 0600, ls.uid = 5, ls.mtime_sec = 3000;
+	add_ok(idx, ls, 0);
+	sf_index_stat(idx, resolve(idx, "linksym"), &st);
+	assert_int_equal(st.st_mode, S_IFLNK | 0777);
+	assert_int_equal(st.st_uid, 5);
+	assert_int_equal(st.st_mtim.tv_sec, 1000);
+	sf_index_free(idx);
+}
+
 static void test_later_entry_wins(void **state)
 {
 	struct sf_index *idx = sf_index_new();
@@ -182,6 +226,24 @@ static void test_hostile_paths_refused(void **state)
 	e = entry("big", SF_TAR_REG);
 	e.uid = 1ull << 40;
 	assert_int_equal(sf_index_add(idx, &e, 0, &err), -EOVERFLOW);
+	l.linkname = "../../etc/passwd";
+	assert_int_equal(sf_index_add(idx, &l, 0, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "hard link target ../../etc/passwd escapes"));
+	sf_index_free(idx);
+	idx = sf_index_new();
+	/* Regression (hostile.sh): a 10,000-deep path is refused with a message
+	 * that still says why, the path being cut in the middle. */
+	{
+		static char deep[20002];
+		for (int i = 0; i < 10000; i++)
+			memcpy(deep + 2 * i, "d/", 2);
+		deep[20000] = 'f';
+		e = entry(deep, SF_TAR_REG);
+		assert_int_equal(sf_index_add(idx, &e, 0, &err), -ENAMETOOLONG);
+		assert_non_null(strstr(err.msg, "more than 4096 path components"));
+		assert_non_null(strstr(err.msg, "d/d/.../d/d/"));
+		assert_non_null(strstr(err.msg, "d/f: more than"));
+	}
 	sf_index_free(idx);
 }
 
@@ -258,6 +320,7 @@ int main(void)
 		cmocka_unit_test(test_files_dirs_and_implicit_parents),
 		cmocka_unit_test(test_whiteouts_and_opaque),
 		cmocka_unit_test(test_hardlinks_share_inode),
+		cmocka_unit_test(test_hardlink_header_applies_to_inode),
 		cmocka_unit_test(test_later_entry_wins),
 		cmocka_unit_test(test_hostile_paths_refused),
 		cmocka_unit_test(test_save_load_round_trip),
