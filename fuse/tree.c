@@ -417,25 +417,36 @@ void sf_tree_reply_text(fuse_req_t req, const char *text, size_t size, off_t off
 		fuse_reply_buf(req, text + off, len - (size_t)off < size ? len - (size_t)off : size);
 }
 
+/* Where regular file `id`'s bytes are: the layer's data fd (borrowed; -1
+ * when id is not a regular file), *base its offset there, *size its size. */
+static int file_extent(struct sf_layer *l, uint32_t id, uint64_t *base, uint64_t *size)
+{
+	const struct sf_inode *node;
+	int fd = -1;
+
+	*base = *size = 0;
+	pthread_rwlock_rdlock(&l->lock);
+	node = sf_index_inode(l->idx, id);
+	if (node && S_ISREG(node->mode)) {
+		*base = node->data_off;
+		*size = node->size;
+		fd = l->data_fd;
+	}
+	pthread_rwlock_unlock(&l->lock);
+	return fd;
+}
+
 void sf_tree_read(fuse_req_t req, struct sf_layer *l, uint32_t id, size_t size, off_t off)
 {
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(0);
-	const struct sf_inode *node;
-	uint64_t data_off = 0, fsize = 0;
-	int fd = -1;
+	uint64_t data_off, fsize;
+	int fd;
 
 	if (sf_layer_state(l) == SF_LAYER_FAILED) {
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	pthread_rwlock_rdlock(&l->lock);
-	node = sf_index_inode(l->idx, id);
-	if (node && S_ISREG(node->mode)) {
-		data_off = node->data_off;
-		fsize = node->size;
-		fd = l->data_fd;
-	}
-	pthread_rwlock_unlock(&l->lock);
+	fd = file_extent(l, id, &data_off, &fsize);
 	if (fd < 0 || off < 0) {
 		fuse_reply_err(req, EIO);
 		return;
@@ -516,10 +527,9 @@ void sf_tree_listxattr(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, ui
  * the data file, which continues with the next file's data. */
 void sf_tree_lseek(fuse_req_t req, struct sf_layer *l, uint32_t id, off_t off, int whence)
 {
-	const struct sf_inode *node;
-	uint64_t base = 0, fsize = 0;
+	uint64_t base, fsize;
 	off_t r;
-	int fd = -1;
+	int fd;
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
 		fuse_reply_err(req, EINVAL);
@@ -529,14 +539,7 @@ void sf_tree_lseek(fuse_req_t req, struct sf_layer *l, uint32_t id, off_t off, i
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	pthread_rwlock_rdlock(&l->lock);
-	node = sf_index_inode(l->idx, id);
-	if (node && S_ISREG(node->mode)) {
-		base = node->data_off;
-		fsize = node->size;
-		fd = l->data_fd;
-	}
-	pthread_rwlock_unlock(&l->lock);
+	fd = file_extent(l, id, &base, &fsize);
 	if (fd < 0 || off < 0) {
 		fuse_reply_err(req, fd < 0 ? EINVAL : ENXIO);
 		return;
