@@ -25,6 +25,7 @@
 #define SF_STORE_RETRY_S 10	   /* a failed resolve is retried after this */
 #define SF_STORE_REFRESH_S 10	   /* a digest missing from an older resolve re-resolves */
 #define SF_STORE_READAHEAD (4u << 20) /* bytes per blob range GET */
+#define SF_STORE_MAX_LOOKUP_THREADS 64 /* layer dir lookups in flight off the FUSE threads */
 #define DYN_TIMEOUT 1.0		   /* entries that can change (ref/layer dirs) */
 #define MOUNT_OPTIONS "default_permissions,allow_other,fsname=soci-fuse-store,subtype=soci-fuse"
 
@@ -78,6 +79,8 @@ struct store {
 	struct slot **slots;
 	unsigned n_slots, cap_slots;
 	struct counters count;
+	unsigned lookup_threads;	  /* lookup_layer_dir threads running (lock) */
+	pthread_cond_t lookups_done;	  /* signalled when lookup_threads drops to 0 */
 };
 
 struct blob_fh {

@@ -79,6 +79,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
@@ -168,6 +169,60 @@ static void lookup_layer_dir(fuse_req_t req, unsigned n, const char *digest)
 	reply_dyn_entry(req, &st, DYN_TIMEOUT);
 }
 
+/* A layer dir lookup may resolve the reference over the network, which
+ * takes up to the stall timeout with a registry that accepts connections
+ * and never answers.  On a FUSE thread, a handful of such lookups (podman
+ * asks for every layer of an image) would hold all of them, and every
+ * other request, also reads of running containers' layers, would wait.
+ * So it runs on a thread of its own (at most SF_STORE_MAX_LOOKUP_THREADS;
+ * beyond that, or when none can be made, on the FUSE thread as before)
+ * and replies from there; store_free waits for these threads. */
+struct lookup_job {
+	struct store *s;
+	fuse_req_t req;
+	unsigned n;
+	char digest[]; /* the name looked up */
+};
+
+static void *lookup_job_run(void *arg)
+{
+	struct lookup_job *j = arg;
+	struct store *s = j->s;
+
+	lookup_layer_dir(j->req, j->n, j->digest);
+	free(j);
+	pthread_mutex_lock(&s->lock);
+	if (--s->lookup_threads == 0)
+		pthread_cond_broadcast(&s->lookups_done);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static void lookup_layer_dir_async(fuse_req_t req, unsigned n, const char *digest)
+{
+	struct store *s = st_of(req);
+	struct lookup_job *j = malloc(sizeof(*j) + strlen(digest) + 1);
+	pthread_attr_t attr;
+	pthread_t t;
+	bool started = false;
+
+	pthread_mutex_lock(&s->lock);
+	if (j && s->lookup_threads < SF_STORE_MAX_LOOKUP_THREADS && pthread_attr_init(&attr) == 0) {
+		*j = (struct lookup_job){ .s = s, .req = req, .n = n };
+		strcpy(j->digest, digest);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		started = pthread_create(&t, &attr, lookup_job_run, j) == 0;
+		pthread_attr_destroy(&attr);
+		if (started)
+			s->lookup_threads++; /* under the lock: the job decrements after */
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!started) {
+		free(j);
+		lookup_layer_dir(req, n, digest);
+	}
+}
+
 static void lookup_in_ldir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct store *s = st_of(req);
@@ -221,7 +276,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	case K_NODE:
 		if (sf_digest_valid(name)) {
-			lookup_layer_dir(req, (unsigned)(parent & 0xffffffffu), name);
+			lookup_layer_dir_async(req, (unsigned)(parent & 0xffffffffu), name);
 			return;
 		}
 		break;
@@ -570,6 +625,10 @@ static const struct fuse_lowlevel_ops store_ops = {
 
 static void store_free(struct store *s)
 {
+	pthread_mutex_lock(&s->lock); /* lookups still resolving use everything below */
+	while (s->lookup_threads)
+		pthread_cond_wait(&s->lookups_done, &s->lock);
+	pthread_mutex_unlock(&s->lock);
 	sf_tree_fail_waiters(&s->tree, EIO);
 	for (unsigned i = 0; i < s->n_slots; i++)
 		s->slots[i]->layer.cancel = true;
@@ -600,6 +659,7 @@ static void store_free(struct store *s)
 	sf_tree_destroy(&s->tree);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->create_lock);
+	pthread_cond_destroy(&s->lookups_done);
 	sf_cache_free(s->cache);
 }
 
@@ -648,6 +708,7 @@ int sf_store_main(const struct sf_mount_opts *o)
 	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_mutex_init(&s.create_lock, NULL);
+	pthread_cond_init(&s.lookups_done, NULL);
 	sf_tree_init(&s.tree, xattr, store_layer_by_number, &s);
 	rc = sf_check_mountpoint(o->mountpoint, abs);
 	if (rc == 0 && !dir)

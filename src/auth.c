@@ -322,7 +322,7 @@ static sf_ret from_entry(json_t *e, const char *file, const char *key, struct sf
 
 /* The "auths" entries: exact keys from the most specific to the host,
  * then legacy URL-form keys that normalise to the host. */
-static sf_ret from_auths(json_t *auths, const char *file, const char *registry,
+static sf_ret from_auths(json_t *auths, const char *file, bool legacy, const char *registry,
 			 const char *repository, struct sf_creds *c, struct sf_error *err)
 {
 	size_t n = strlen(registry) + strlen(repository) + 2;
@@ -346,8 +346,18 @@ static sf_ret from_auths(json_t *auths, const char *file, const char *registry,
 		*slash = '\0';
 	}
 	json_object_foreach (auths, k, v) {
-		if (!strchr(k, '/') && strcmp(k, "index.docker.io") && strcmp(k, "registry-1.docker.io"))
-			continue; /* a plain host key was looked up above */
+		/* Only URL-form keys ("https://host/v1/") lose their path, and
+		 * in ~/.dockercfg every key (containers/image's
+		 * normalizeAuthFileKey): "host/namespace" is an exact-match
+		 * key, and cutting it to the host would send that namespace's
+		 * login for every other repository of the registry. */
+		bool url = !strncmp(k, "http://", 7) || !strncmp(k, "https://", 8);
+
+		if (!url && !legacy && strcmp(k, "index.docker.io") &&
+		    strcmp(k, "registry-1.docker.io"))
+			continue; /* plain host and namespace keys were looked up above */
+		if (!url && !legacy && strchr(k, '/'))
+			continue;
 		normalize_key(k, norm, sizeof(norm));
 		if (!strcmp(norm, registry))
 			return from_entry(v, file, k, c, err);
@@ -415,7 +425,7 @@ static sf_ret from_file(const char *file, bool legacy, const char *registry,
 		return r;
 	}
 	if (auths && json_is_object(auths))
-		r = from_auths(auths, file, registry, repository, c, err);
+		r = from_auths(auths, file, legacy, registry, repository, c, err);
 	else if (auths)
 		r = sf_fail(err, EINVAL, "%s: \"auths\" is not an object", file);
 	if (r == 0 && !sf_creds_present(c) && store && *store)

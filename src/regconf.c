@@ -687,12 +687,24 @@ static sf_ret append(char **pem, size_t *len, const char *data, size_t n, struct
 	return 0;
 }
 
-static sf_ret append_file(const char *path, char **pem, size_t *len, struct sf_error *err)
+#define PEM_CERT_BEGIN "-----BEGIN CERTIFICATE-----"
+
+/* Append path's PEM text.  A file without a PEM certificate would make
+ * curl refuse the whole bundle later ("error importing CA certificate
+ * blob", naming neither file nor cause): strict (--tls-ca) names the file
+ * now; in certs.d such a file is skipped, as containers/image's
+ * AppendCertsFromPEM ignores it. */
+static sf_ret append_file(const char *path, bool strict, char **pem, size_t *len,
+			  struct sf_error *err)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t n;
 	sf_ret r = read_file(path, SF_CA_PEM_MAX, true, &text, &n, err);
 
+	if (r == 0 && !memmem(text, n, PEM_CERT_BEGIN, strlen(PEM_CERT_BEGIN)))
+		return strict ? sf_fail(err, EINVAL, "%s: no PEM certificate (" PEM_CERT_BEGIN
+					") in it", path)
+			      : 0;
 	if (r == 0)
 		r = append(pem, len, text, n, err);
 	return r;
@@ -731,7 +743,7 @@ static sf_ret append_dir(const char *dir, char **pem, size_t *len, struct sf_err
 		if (r == 0 && asprintf(&p, "%s/%s", dir, names[i]) < 0)
 			r = oom(err);
 		if (r == 0)
-			r = append_file(p, pem, len, err);
+			r = append_file(p, false, pem, len, err);
 		free(names[i]);
 	}
 	free(names);
@@ -763,7 +775,7 @@ sf_ret sf_certs_for_host(const char *host, const char *dirs, const char *extra, 
 		r = append_dir(d, pem, len, err);
 	}
 	if (r == 0 && extra)
-		r = append_file(extra, pem, len, err);
+		r = append_file(extra, true, pem, len, err);
 	if (r < 0) {
 		free(*pem);
 		*pem = NULL;

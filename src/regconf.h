@@ -78,8 +78,9 @@ sf_ret sf_regconf_rewrite(const struct sf_regconf_entry *e, const char *loc,
 /* CA certificates for host ("h:port"): the concatenation of every *.crt in
  * <root>/<host>/ for each root of dirs (colon-separated; NULL: the
  * SOCI_FUSE_CERTS_DIRS environment variable, else SF_CERTS_DIRS_DEFAULT),
- * then the file extra (--tls-ca) when not NULL.  *pem is NULL when there is
- * nothing.  New string. */
+ * then the file extra (--tls-ca) when not NULL.  A *.crt without a PEM
+ * certificate is skipped (as podman does); extra without one is -EINVAL,
+ * naming it.  *pem is NULL when there is nothing.  New string. */
 sf_ret sf_certs_for_host(const char *host, const char *dirs, const char *extra, char **pem,
 			 size_t *len, struct sf_error *err);
 

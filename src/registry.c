@@ -235,6 +235,12 @@ bool sf_registry_unreachable(sf_ret r)
 	return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ETIMEDOUT;
 }
 
+/* A loopback registry without a configured CA, and any with --insecure, is
+ * spoken to in plain HTTP; one that serves TLS then resets or answers 400,
+ * which alone would leave the user guessing. */
+#define PLAIN_HTTP_HINT "; plain HTTP was used (loopback registry without a CA, or --insecure): " \
+	"if it serves HTTPS, give its CA with --tls-ca or certs.d"
+
 static sf_ret transport_error(struct sf_registry *r, struct sf_endpoint *ep, CURLcode rc,
 			      const char *errbuf, const char *peer, const struct http_resp *resp,
 			      struct sf_error *err)
@@ -256,8 +262,10 @@ static sf_ret transport_error(struct sf_registry *r, struct sf_endpoint *ep, CUR
 	if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
 	    rc == CURLE_COULDNT_RESOLVE_PROXY)
 		return sf_fail(err, curl_errno(rc), "cannot reach %s: %s", peer, what);
-	return sf_fail(err, curl_errno(rc), "request to %s failed: %s", peer,
-		       *errbuf ? errbuf : what);
+	return sf_fail(err, curl_errno(rc), "request to %s failed: %s%s", peer,
+		       *errbuf ? errbuf : what,
+		       ep->plain_http && (rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING)
+			       ? PLAIN_HTTP_HINT : "");
 }
 
 static struct curl_slist *request_headers(const char *accept, const char *auth)
@@ -411,6 +419,10 @@ sf_ret sf_reg_check_status(struct sf_registry *r, struct sf_endpoint *ep,
 		       "this registry: podman login, --authfile)";
 	else if (denied)
 		hint = "; the credentials may lack access";
+	else if (resp->status == 400 && ep->plain_http && resp->body &&
+		 memmem(resp->body, resp->len, "HTTPS", 5))
+		/* Go's and nginx's answer to plain HTTP on a TLS port */
+		hint = PLAIN_HTTP_HINT;
 	return sf_fail(err, status_errno(resp->status), "%s: %s%s%s (HTTP %ld)%s", r->ref_str,
 		       ep->mirror ? "mirror: " : "", what, msg, resp->status, hint);
 }

@@ -23,7 +23,8 @@
 #   7. The daemon: SIGTERM, SIGKILL and the next store.
 #   8. info of a streaming layer waits, interruptibly.
 #   9. A layer whose pull failed: refused once, then pulled afresh.
-#  10. User errors: one line, non-zero, nothing mounted.
+#  10. Lookups in a registry that never answers do not hold up the store.
+#  11. User errors: one line, non-zero, nothing mounted.
 # automake runs this as $(SHELL) script; make sure that is bash.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
@@ -329,7 +330,61 @@ check "retry: the one after pulls afresh and serves it" \
 	test -x "$(retry_dir "$R2/test/img:gzip@$R2_MDIGEST")/diff/bin/busybox"
 check "retry: umount" sf_umount "$T/store-retry"
 
-# ---------------------------------------------------------------- 10. errors
+# ---------------------------------------------------------------- 10. a hung registry
+# A registry that accepts connections and never answers keeps a lookup
+# resolving until the stall timeout (here far beyond the test).  More such
+# lookups than the daemon has FUSE threads (16) must not hold up anything
+# else: another reference resolves and its layer is served meanwhile.
+# (The registry R1 is stopped since 6.; R2 serves.)
+HANG_PORT=$(free_port)
+python3 - "$HANG_PORT" "$T/hang" <<'EOF' &
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+open(sys.argv[2] + ".ready", "w").close()
+conns = []
+while True:
+    conns.append(s.accept()[0])
+    with open(sys.argv[2] + ".n", "w") as f:
+        f.write(str(len(conns)))
+EOF
+HANG_PID=$!
+BG_PIDS+=("$HANG_PID")
+for ((i = 0; i < 100; i++)); do [ -e "$T/hang.ready" ] && break; sleep 0.1; done
+mkdir -p "$T/store-hang"
+SOCI_FUSE_STALL_TIMEOUT=3600 timeout 60 "$SOCI_FUSE" store --cache "$T/cache-hang" "$T/store-hang" ||
+	die "soci-fuse store (hang) did not start"
+HANGERS=()
+for i in $(seq 24); do
+	# not R2_LAYER: once served, that one is served under any name
+	stat "$T/store-hang/$(b64 "127.0.0.1:$HANG_PORT/hang/r$i:1")/sha256:$(printf '2%.0s' {1..64})" \
+		>/dev/null 2>&1 &
+	HANGERS+=($!)
+done
+hang_accepted() { # at least 12 resolves sit in the hung registry
+	for ((i = 0; i < 600; i++)); do
+		[ "$(cat "$T/hang.n" 2>/dev/null || echo 0)" -ge 12 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "hang: lookups of references in a registry that never answers wait" hang_accepted
+check "hang: meanwhile another reference resolves and its layer is served" \
+	timeout 120 test -x "$T/store-hang/$(b64 "$R2/test/img:gzip")/$R2_LAYER/diff/bin/busybox"
+alive=0
+for p in "${HANGERS[@]}"; do if kill -0 "$p" 2>/dev/null; then alive=$((alive + 1)); fi; done
+check "hang: ... before any of the 24 waiting lookups returned ($alive still wait)" test "$alive" = 24
+kill "$HANG_PID"
+hangers_enoent() { # the registry closed: every waiting lookup fails
+	local p rc=0
+	for p in "${HANGERS[@]}"; do if wait "$p"; then rc=1; fi; done
+	return $rc
+}
+check "hang: once the registry closes, they all answer no such file" hangers_enoent
+check "hang: umount" sf_umount "$T/store-hang"
+
+# ---------------------------------------------------------------- 11. errors
 one_line_error() { # one_line_error WANT-RC MENTION CMD...
 	local want=$1 mention=$2 rc=0 n
 	shift 2

@@ -16,8 +16,8 @@
 #                 with SOCI_FUSE_STALL_TIMEOUT) aborts and resumes them
 #   budget        503 forever: the layer fails with the blob, registry and
 #                 status in its error
-#   tls           HTTPS with a CA made here: --tls-ca, a certs.d dir, and a
-#                 wrong CA (clean TLS error)
+#   tls           HTTPS with a CA made here: --tls-ca, a certs.d dir, a
+#                 wrong CA (clean TLS error), none (plain HTTP: says so)
 #   mirrors       a mirror without the image and a dead one before a good
 #                 one (from a registries.conf.d drop-in); a mirror without
 #                 the image before the registry; a malformed file
@@ -183,6 +183,15 @@ tls_wrong_ca() {
 		grep -q "TLS error talking to registry $PROXY" "$T/tls-bad.err"
 }
 check "tls: a CA that did not sign the server: one clean TLS error naming the registry" tls_wrong_ca
+tls_no_ca() { # loopback without a CA means plain HTTP: the error must say so
+	local rc
+	timeout 60 "$SOCI_FUSE" mount --cache "$T/cache-tls-bad" --registries-conf "$EMPTY_CONF" \
+		"$PROXY/test/img:gzip" "$T/mnt-tls-bad" >/dev/null 2>"$T/tls-noca.err" && rc=0 || rc=$?
+	log "tls: no CA: rc $rc: $(cat "$T/tls-noca.err")"
+	[ "$rc" -ne 0 ] && [ "$rc" -lt 124 ] && [ "$(wc -l <"$T/tls-noca.err")" = 1 ] &&
+		grep -q "registry $PROXY.*plain HTTP was used.*--tls-ca" "$T/tls-noca.err"
+}
+check "tls: no CA given for a loopback HTTPS registry: one line saying plain HTTP was used" tls_no_ca
 stop_regproxy tls
 
 # ---------------------------------------------------------------- mirrors

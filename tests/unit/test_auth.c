@@ -135,7 +135,9 @@ static void test_keys(void **state)
 	    " \"reg.example:5000\": {\"auth\": \"" ALICE "\"},"
 	    " \"reg.example:5000/team\": {\"auth\": \"" BOB "\"},"
 	    " \"https://index.docker.io/v1/\": {\"auth\": \"" BOB "\"},"
-	    " \"quay.io\": {\"identitytoken\": \"idtok\"}"
+	    " \"quay.io\": {\"identitytoken\": \"idtok\"},"
+	    " \"ns.example/team\": {\"auth\": \"" BOB "\"},"
+	    " \"http://url.example:5000/v2/\": {\"auth\": \"" ALICE "\"}"
 	    "}}",
 	    0600);
 	lookup(&o, "reg.example:5000", "other/app", &c);
@@ -157,6 +159,18 @@ static void test_keys(void **state)
 	lookup(&o, "quay.io", "x/y", &c);
 	assert_null(c.username);
 	assert_string_equal(c.identity_token, "idtok");
+	sf_creds_clear(&c);
+	/* a namespace key matches that namespace only: bob's team login is
+	 * not sent for another repository of the registry */
+	lookup(&o, "ns.example", "team/app", &c);
+	expect_user(&c, "bob", "pw");
+	sf_creds_clear(&c);
+	lookup(&o, "ns.example", "other/app", &c);
+	assert_false(sf_creds_present(&c));
+	sf_creds_clear(&c);
+	/* a URL-form key (docker login of old) is its host */
+	lookup(&o, "url.example:5000", "a/b", &c);
+	expect_user(&c, "alice", "s3cret");
 	sf_creds_clear(&c);
 	/* another port is another registry */
 	lookup(&o, "reg.example:5001", "team/app", &c);

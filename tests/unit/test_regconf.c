@@ -177,6 +177,9 @@ static void put(const char *path, const char *text)
 	fclose(f);
 }
 
+/* a stand-in PEM certificate (only the BEGIN line is looked at) */
+#define C(x) "-----BEGIN CERTIFICATE-----" x
+
 static void test_certs(void **state)
 {
 	char dir[] = "/tmp/sf-test-certs.XXXXXX", p[512], roots[1100], cmd[600];
@@ -191,9 +194,9 @@ static void test_certs(void **state)
 	snprintf(p, sizeof(p), "%s/a/h:5000", dir);
 	mkdir(p, 0755);
 	snprintf(p, sizeof(p), "%s/a/h:5000/2.crt", dir);
-	put(p, "TWO");
+	put(p, C("TWO"));
 	snprintf(p, sizeof(p), "%s/a/h:5000/1.crt", dir);
-	put(p, "ONE");
+	put(p, C("ONE"));
 	snprintf(p, sizeof(p), "%s/a/h:5000/client.key", dir); /* not a CA */
 	put(p, "KEY");
 	snprintf(p, sizeof(p), "%s/b", dir);
@@ -201,24 +204,36 @@ static void test_certs(void **state)
 	snprintf(p, sizeof(p), "%s/b/h:5000", dir);
 	mkdir(p, 0755);
 	snprintf(p, sizeof(p), "%s/b/h:5000/x.crt", dir);
-	put(p, "THREE");
+	put(p, C("THREE"));
 	snprintf(p, sizeof(p), "%s/extra.pem", dir);
-	put(p, "EXTRA");
+	put(p, C("EXTRA"));
 	snprintf(roots, sizeof(roots), "%s/none:%s/a:%s/b", dir, dir, dir);
 	assert_int_equal(sf_certs_for_host("h:5000", roots, p, &pem, &len, &e), 0);
-	assert_string_equal(pem, "ONE\nTWO\nTHREE\nEXTRA\n");
+	assert_string_equal(pem, C("ONE") "\n" C("TWO") "\n" C("THREE") "\n" C("EXTRA") "\n");
 	assert_int_equal(len, strlen(pem));
 	free(pem);
 	assert_int_equal(sf_certs_for_host("other:1", roots, NULL, &pem, &len, &e), 0);
 	assert_null(pem);
 	setenv("SOCI_FUSE_CERTS_DIRS", roots, 1);
 	assert_int_equal(sf_certs_for_host("h:5000", NULL, NULL, &pem, &len, &e), 0);
-	assert_string_equal(pem, "ONE\nTWO\nTHREE\n");
+	assert_string_equal(pem, C("ONE") "\n" C("TWO") "\n" C("THREE") "\n");
 	free(pem);
 	unsetenv("SOCI_FUSE_CERTS_DIRS");
 	assert_int_equal(sf_certs_for_host("h:5000", roots, "/nonexistent.pem", &pem, &len, &e),
 			 -ENOENT);
 	assert_non_null(strstr(e.msg, "/nonexistent.pem"));
+	/* --tls-ca without a certificate in it: an error naming the file
+	 * (curl would only say "error importing CA certificate blob") */
+	snprintf(p, sizeof(p), "%s/key.pem", dir);
+	put(p, "-----BEGIN PRIVATE KEY-----");
+	assert_int_equal(sf_certs_for_host("h:5000", roots, p, &pem, &len, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, p));
+	/* ... but a certs.d *.crt without one is skipped, as podman does */
+	snprintf(p, sizeof(p), "%s/a/h:5000/3-der.crt", dir);
+	put(p, "\x30\x82");
+	assert_int_equal(sf_certs_for_host("h:5000", roots, NULL, &pem, &len, &e), 0);
+	assert_string_equal(pem, C("ONE") "\n" C("TWO") "\n" C("THREE") "\n");
+	free(pem);
 	assert_int_equal(sf_certs_for_host("../etc", roots, NULL, &pem, &len, &e), -EINVAL);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	assert_int_equal(system(cmd), 0);
