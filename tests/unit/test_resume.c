@@ -75,7 +75,7 @@ static void earlier_pull(void)
 	memset(buf, 'x', sizeof(buf));
 	assert_int_equal(pwrite(s.blob_fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
 	assert_int_equal(sf_chunkmap_add(s.map, 0, sizeof(buf)), 0);
-	sf_spool_close(&s, false);
+	sf_spool_close(&s, SF_SPOOL_KEEP);
 }
 
 static void test_resumes_kept_spool(void **state)
@@ -101,12 +101,12 @@ static void test_resumes_kept_spool(void **state)
 	 * the next pull resumes from it */
 	assert_int_equal(pwrite(s.blob_fd, "yyyyy", 5, 30000), 5);
 	b.chunk_done(b.hook_arg, 30000, 5);
-	assert_int_equal(sf_chunkmap_bytes(s.map), 30005);
+	/* queued for the persister; closing a kept spool persists it */
 	sf_blob_destroy(&b);
-	sf_spool_close(&s, false);
+	sf_spool_close(&s, SF_SPOOL_KEEP);
 	open_spool(&s);
 	assert_int_equal(s.resumed, 30005);
-	sf_spool_close(&s, false);
+	sf_spool_close(&s, SF_SPOOL_KEEP);
 }
 
 /* The map claims more than the blob file holds (truncated by someone): the
@@ -126,7 +126,7 @@ static void test_present_clamped_to_file(void **state)
 	assert_int_equal(b.present(b.hook_arg, 0, 65536), 1000);
 	assert_int_equal(b.present(b.hook_arg, 5000, 100), 0);
 	sf_blob_destroy(&b);
-	sf_spool_close(&s, false);
+	sf_spool_close(&s, SF_SPOOL_KEEP);
 }
 
 static void test_fresh_when_map_is_foreign(void **state)
@@ -148,7 +148,7 @@ static void test_fresh_when_map_is_foreign(void **state)
 	assert_int_equal(sf_chunkmap_bytes(s.map), 0);
 	assert_int_equal(stat(blob, &st), 0);
 	assert_int_equal(st.st_size, 0); /* the old bytes are gone with the map */
-	sf_spool_close(&s, false);
+	sf_spool_close(&s, SF_SPOOL_KEEP);
 	(void)map;
 }
 
@@ -163,7 +163,7 @@ static void test_fresh_when_blob_missing(void **state)
 	open_spool(&s);
 	assert_int_equal(s.resumed, 0);
 	assert_int_equal(sf_chunkmap_bytes(s.map), 0);
-	sf_spool_close(&s, false);
+	sf_spool_close(&s, SF_SPOOL_KEEP);
 }
 
 static void test_fresh_when_map_missing(void **state)
@@ -180,7 +180,7 @@ static void test_fresh_when_map_missing(void **state)
 	assert_int_equal(s.resumed, 0);
 	assert_int_equal(stat(blob, &st), 0);
 	assert_int_equal(st.st_size, 0);
-	sf_spool_close(&s, false);
+	sf_spool_close(&s, SF_SPOOL_KEEP);
 }
 
 static void test_close_keeps_or_discards(void **state)
@@ -196,11 +196,11 @@ static void test_close_keeps_or_discards(void **state)
 	fd = open(data, O_WRONLY | O_CREAT, 0644);
 	assert_true(fd >= 0);
 	close(fd);
-	sf_spool_close(&s, false); /* kept: blob and map stay, data goes */
+	sf_spool_close(&s, SF_SPOOL_KEEP); /* kept: blob and map stay, data goes */
 	assert_int_equal(access(blob, F_OK), 0);
 	assert_int_equal(access(data, F_OK), -1);
 	open_spool(&s);
-	sf_spool_close(&s, true); /* discarded: the whole work dir goes */
+	sf_spool_close(&s, SF_SPOOL_DISCARD); /* discarded: the whole work dir goes */
 	assert_true(asprintf(&dir, "%s/tmp/%s", root, HEX) > 0);
 	assert_int_equal(access(dir, F_OK), -1);
 }
@@ -228,7 +228,7 @@ static void test_commit_drops_spool_after_rename(void **state)
 	close(fd);
 	assert_non_null(idx);
 	assert_int_equal(sf_cache_commit_layer(cache, &d, s.work_dir, idx, 0, &err), 0);
-	sf_spool_close(&s, false);
+	sf_spool_close(&s, SF_SPOOL_KEEP);
 	assert_true(asprintf(&final, "%s/layers/%s", root, HEX) > 0);
 	assert_true(asprintf(&fblob, "%s/blob", final) > 0);
 	assert_true(asprintf(&fmap, "%s/blob.map", final) > 0);

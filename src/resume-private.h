@@ -1,0 +1,11 @@
+/* resume-private.h - test seam of resume.c. */
+#ifndef SF_RESUME_PRIVATE_H
+#define SF_RESUME_PRIVATE_H
+
+/* Every fdatasync() of the persister (blob and map) goes through this
+ * pointer, fdatasync by default; unit tests swap in a fake that checks
+ * the order of syncs and records, or fails.  Set it only while no spool
+ * is open. */
+extern int (*sf_spool_datasync)(int fd);
+
+#endif
