@@ -7,5 +7,8 @@
  * the order of syncs and records, or fails.  Set it only while no spool
  * is open. */
 extern int (*sf_spool_datasync)(int fd);
+/* SF_SPOOL_PERSIST_MS by default; tests make it huge so that a round runs
+ * only at SF_SPOOL_PERSIST_BATCH ranges or at close, deterministically. */
+extern unsigned sf_spool_persist_ms;
 
 #endif

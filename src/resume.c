@@ -29,6 +29,7 @@
 #include "resume-private.h"
 
 int (*sf_spool_datasync)(int fd) = fdatasync;
+unsigned sf_spool_persist_ms = SF_SPOOL_PERSIST_MS;
 
 /* The queue between chunk_done (any thread) and the persister thread. */
 struct sf_persister {
@@ -138,8 +139,8 @@ static uint64_t hook_present(void *arg, uint64_t off, uint64_t len)
 static void deadline(const struct timespec *from, struct timespec *at)
 {
 	*at = *from;
-	at->tv_sec += SF_SPOOL_PERSIST_MS / 1000;
-	at->tv_nsec += (long)(SF_SPOOL_PERSIST_MS % 1000) * 1000000L;
+	at->tv_sec += sf_spool_persist_ms / 1000;
+	at->tv_nsec += (long)(sf_spool_persist_ms % 1000) * 1000000L;
 	if (at->tv_nsec >= 1000000000L) {
 		at->tv_sec++;
 		at->tv_nsec -= 1000000000L;
