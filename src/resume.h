@@ -52,11 +52,11 @@
 struct sf_persister;
 
 struct sf_spool {
-	char *work_dir;		       /* new string: root/tmp/<hex> */
-	int blob_fd;		       /* the spool, O_RDWR */
-	struct sf_chunkmap *map;       /* its final ranges */
-	uint64_t resumed;	       /* bytes the map covered at open */
-	struct sf_persister *persist;  /* owned; its thread writes map records */
+	char *work_dir;		      /* new string: root/tmp/<hex> */
+	int blob_fd;		      /* the spool, O_RDWR */
+	struct sf_chunkmap *map;      /* its final ranges */
+	uint64_t resumed;	      /* bytes the map covered at open */
+	struct sf_persister *persist; /* owned; its thread writes map records */
 };
 
 /* How a spool is closed; decides what happens to queued ranges. */
