@@ -257,24 +257,43 @@ void sf_chunkmap_free(struct sf_chunkmap *m)
 	free(m);
 }
 
+sf_ret sf_chunkmap_add_many(struct sf_chunkmap *m, const struct sf_range *rs, size_t n)
+{
+	_cleanup_free_ unsigned char *buf = NULL;
+	struct stat st;
+	sf_ret ret = 0;
+
+	if (n == 0)
+		return 0;
+	if (n > SF_CHUNKMAP_MAX_BATCH)
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++)
+		if (rs[i].end <= rs[i].off || rs[i].end > m->size)
+			return -EINVAL;
+	buf = malloc(n * SF_CHUNKMAP_RECORD_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		make_record(buf + i * SF_CHUNKMAP_RECORD_SIZE, rs[i].off, rs[i].end - rs[i].off);
+	/* appended at the end in one write; only one thread appends (the
+	 * spool's persister, resume.c) */
+	if (fstat(m->fd, &st) < 0)
+		return -errno;
+	ret = write_full(m->fd, buf, n * SF_CHUNKMAP_RECORD_SIZE, st.st_size);
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		ret = ranges_insert(m, rs[i].off, rs[i].end);
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
 sf_ret sf_chunkmap_add(struct sf_chunkmap *m, uint64_t off, uint64_t len)
 {
-	unsigned char r[SF_CHUNKMAP_RECORD_SIZE];
-	struct stat st;
-	sf_ret ret;
+	struct sf_range r = { off, off + len };
 
 	if (len == 0 || off > m->size || len > m->size - off)
 		return -EINVAL;
-	make_record(r, off, len);
-	/* appended at the end; only one thread appends (the fetcher's) */
-	if (fstat(m->fd, &st) < 0)
-		return -errno;
-	ret = write_full(m->fd, r, sizeof(r), st.st_size);
-	pthread_mutex_lock(&m->lock);
-	if (ret == 0)
-		ret = ranges_insert(m, off, off + len);
-	pthread_mutex_unlock(&m->lock);
-	return ret;
+	return sf_chunkmap_add_many(m, &r, 1);
 }
 
 uint64_t sf_chunkmap_present(struct sf_chunkmap *m, uint64_t off, uint64_t len)

@@ -10,7 +10,9 @@
  *   - A record is appended only after the bytes it names were written and
  *     fdatasync()ed, so a record never describes bytes that could be lost
  *     (kill -9 loses no written byte at all; a power cut loses no synced
- *     one).  A lost record only costs a refetch.
+ *     one).  A lost record only costs a refetch.  Records come in batches
+ *     (resume.h: one blob sync, then the batch's records, then one map
+ *     sync), written by one pwrite() at the end of the file.
  *   - A record is one 32-byte write(); a kill or power cut can tear it (or
  *     leave zeros / garbage at the tail).  Loading stops at the first record
  *     that fails its magic, CRC or bounds, and truncates the file there, so
@@ -25,8 +27,9 @@
  * is still checked over every byte of the spool before anything is
  * committed.
  *
- * Thread-safety: sf_chunkmap_add may run on the fetcher thread while
- * another thread reads the totals; a mutex guards the range set.
+ * Thread-safety: one thread appends (the spool's persister, resume.c)
+ * while others ask `present` or read the totals; a mutex guards the range
+ * set.
  */
 #ifndef SF_CHUNKMAP_H
 #define SF_CHUNKMAP_H
@@ -43,6 +46,8 @@
 /* Ranges kept in memory; records beyond are still valid on disk but
  * merged.  Bounds memory for a map file written by something hostile. */
 #define SF_CHUNKMAP_MAX_RECORDS (1u << 20)
+/* Records one sf_chunkmap_add_many call writes at most. */
+#define SF_CHUNKMAP_MAX_BATCH 4096
 
 struct sf_range {
 	uint64_t off, end; /* [off, end) */
@@ -67,6 +72,10 @@ void sf_chunkmap_free(struct sf_chunkmap *m);
 /* Record [off, off + len) as final.  The caller has made the bytes
  * durable first (fdatasync of the spool). */
 sf_ret sf_chunkmap_add(struct sf_chunkmap *m, uint64_t off, uint64_t len);
+/* The same for n (<= SF_CHUNKMAP_MAX_BATCH) ranges [off, end), appended in
+ * one write; the map is not synced (the caller does, if it wants).  rs is
+ * borrowed. */
+sf_ret sf_chunkmap_add_many(struct sf_chunkmap *m, const struct sf_range *rs, size_t n);
 
 /* Length of the prefix of [off, off + len) that the map covers. */
 uint64_t sf_chunkmap_present(struct sf_chunkmap *m, uint64_t off, uint64_t len);

@@ -53,7 +53,8 @@ struct sf_blob {
 	 * the length of the prefix of [off, off + len) already final in fd,
 	 * asked once per chunk by sf_fetcher_add; such bytes are not fetched.
 	 * chunk_done: on the fetcher thread, after every byte of a chunk was
-	 * written to fd (chunk mode only); it may fdatasync and persist. */
+	 * written to fd (chunk mode only); it must not block (resume.c only
+	 * queues the range for its persister thread). */
 	uint64_t (*present)(void *hook_arg, uint64_t off, uint64_t len);
 	void (*chunk_done)(void *hook_arg, uint64_t off, uint64_t len);
 	void *hook_arg;

@@ -448,7 +448,9 @@ static void pull_release(struct pull *p, bool failed)
 	sf_hasher_free(p->blob_hash); /* the blob finished: its thread ends */
 	p->blob_hash = NULL;
 	/* kept for the next pull unless condemned (see resume.h) */
-	sf_spool_close(&p->files, failed && p->discard);
+	sf_spool_close(&p->files, !failed ? SF_SPOOL_COMMITTED
+				  : p->discard ? SF_SPOOL_DISCARD
+					       : SF_SPOOL_KEEP);
 }
 
 static void pull_cleanup(struct pull *p, bool failed)
