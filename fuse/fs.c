@@ -272,9 +272,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (ino == INO_STATUS) {
-		/* generated afresh by every read: no per-open state to outlive */
+		/* a snapshot per open, so a reader that needs several read()s
+		 * gets one consistent document (not pieces of two), and a new
+		 * open sees new progress; direct_io: the size is not known */
+		char *text = sf_fs_status_json(fs);
+		if (!text) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		fi->fh = (uint64_t)(uintptr_t)text;
 		fi->direct_io = 1;
-		fuse_reply_open(req, fi);
+		if (fuse_reply_open(req, fi) != 0)
+			free(text); /* the open was interrupted: no release follows */
 		return;
 	}
 	l = decode_ino(fs, ino, &id);
@@ -291,18 +300,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct sf_layer *l;
 	uint32_t id;
 
-	(void)fi;
 	if (ino == INO_LOWERDIR) {
 		sf_tree_reply_text(req, fs->lowerdir, size, off);
 		return;
 	}
 	if (ino == INO_STATUS) {
-		char *text = sf_fs_status_json(fs);
-		if (text)
-			sf_tree_reply_text(req, text, size, off);
-		else
-			fuse_reply_err(req, ENOMEM);
-		free(text);
+		sf_tree_reply_text(req, (const char *)(uintptr_t)fi->fh, size, off);
 		return;
 	}
 	l = decode_ino(fs, ino, &id);
@@ -310,6 +313,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EIO);
 	else
 		sf_tree_read(req, l, id, size, off);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (ino == INO_STATUS)
+		free((char *)(uintptr_t)fi->fh); /* the snapshot made at open */
+	fuse_reply_err(req, 0);
 }
 
 /* SEEK_DATA / SEEK_HOLE; layer files are answered by tree.c. */
@@ -393,6 +403,7 @@ const struct fuse_lowlevel_ops sf_fs_ops = {
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
 	.open = op_open,
+	.release = op_release,
 	.read = op_read,
 	.lseek = op_lseek,
 	.getxattr = op_getxattr,

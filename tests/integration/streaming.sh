@@ -349,6 +349,24 @@ cat "$MNT/status" >"$T/status-parked"
 check "slow: ... while layer 1 is 'fetching' and d/mid (tar offset $OFF_MID) is not unpacked yet" \
 	state_in "$T/status-parked" 1 fetching 0 "$OFF_MID"
 log "slow: ${#P1[@]} lookups parked after $(since "$t_mount")s; layer 1: $(layer_status - 1 "$T/status-parked")"
+# status read 7 bytes at a time over a second while layer 1 moves on is
+# still one JSON document: each open gets a snapshot (regression: every
+# read made a new document, and a reader got pieces of several)
+status_in_pieces() {
+	python3 - "$MNT/status" <<'EOF'
+import json, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+data = b""
+while True:
+    piece = os.read(fd, 7)
+    if not piece:
+        break
+    data += piece
+    time.sleep(0.01)
+json.loads(data)
+EOF
+}
+check "slow: status read in 7-byte pieces while layer 1 streams is one JSON document" status_in_pieces
 
 # (c) meanwhile, other requests answer at once.
 prompt "slow (c): stat of an early file of layer 1 (other directory) while ${#P1[@]} are parked" \
