@@ -33,7 +33,12 @@ struct chunk {
 struct bstate {
 	struct sf_blob *b;
 	struct bstate *next_pending;
-	char *url;	/* the registry's blob URL */
+	/* Where every request of this blob goes, with that host's TLS settings
+	 * and token: taken once when the blob is added, so a resolve that
+	 * switches the registry to another mirror meanwhile cannot give a
+	 * chunk one host's URL and another's credentials. */
+	struct sf_endpoint *ep;
+	char *url;	/* the registry's blob URL (on ep) */
 	char *loc;	/* where it redirected to (reused for every chunk), or NULL */
 	int refusals;	/* store refusals since any chunk of the blob last got data */
 	uint64_t cs;			/* chunk size */

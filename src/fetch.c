@@ -381,7 +381,7 @@ static sf_ret xfer_options(struct xfer *x)
 	}
 	x->auth[0] = '\0';
 	if (!x->to_store)
-		sf_registry_auth_header(x->bs->b->reg, x->auth, sizeof(x->auth));
+		sf_endpoint_auth_header(x->bs->ep, x->auth, sizeof(x->auth));
 	if (x->auth[0]) {
 		x->hdrs = curl_slist_append(NULL, x->auth);
 		if (!x->hdrs)
@@ -403,7 +403,7 @@ static sf_ret xfer_prepare(struct xfer *x)
 	curl_easy_setopt(x->easy, CURLOPT_BUFFERSIZE, CURL_BUFFER_SIZE);
 	curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_TIME, STALL_SECONDS);
-	sf_registry_setup_curl(x->bs->b->reg, x->easy); /* may override the two above */
+	sf_endpoint_setup_curl(x->bs->ep, x->easy); /* may override the two above */
 	return xfer_options(x);
 }
 
@@ -559,7 +559,7 @@ static void on_unauthorized(struct sf_fetcher *f, struct xfer *x)
 		blob_fail(f, x->bs, -EACCES, "HTTP 401 after %d re-authentications", AUTH_RETRIES);
 		return;
 	}
-	r = sf_registry_reauth(x->bs->b->reg, x->www_auth[0] ? x->www_auth : NULL, x->auth, &e);
+	r = sf_endpoint_reauth(x->bs->ep, x->www_auth[0] ? x->www_auth : NULL, x->auth, &e);
 	if (r < 0) {
 		blob_fail(f, x->bs, r, "authentication failed: %s", sf_error_text(&e, r));
 		return;
@@ -1040,7 +1040,8 @@ static struct bstate *bstate_new(struct sf_fetcher *f, struct sf_blob *b)
 		bs->cs = f->chunk_size;
 		bs->nchunks = (b->size - b->start + bs->cs - 1) / bs->cs;
 		bs->contig = b->start;
-		bs->url = sf_registry_blob_url(b->reg, b->digest);
+		bs->ep = sf_registry_endpoint(b->reg); /* once: see bstate.ep */
+		bs->url = sf_endpoint_blob_url(bs->ep, b->digest);
 		bs->chunks = calloc((size_t)bs->nchunks, sizeof(*bs->chunks));
 	}
 	if (!bs || !bs->url || !bs->chunks) {

@@ -45,8 +45,15 @@ static int64_t mono_ms(void)
 }
 
 /* ------------------------------------------------------------------ */
-/* Fake registry (the five functions fetch.c uses)                     */
+/* Fake registry (the six functions fetch.c uses)                      */
 /* ------------------------------------------------------------------ */
+
+/* A fake endpoint is a view of one fake registry; sf_registry_endpoint()
+ * hands out another registry's when `moved_to` is set, as a resolve that
+ * switched to another mirror would. */
+struct sf_endpoint {
+	struct sf_registry *r;
+};
 
 struct sf_registry {
 	char base[128]; /* "http://127.0.0.1:port" */
@@ -60,19 +67,35 @@ struct sf_registry {
 	/* a gate: while `hold`, reauth (on the fetcher thread) blocks */
 	pthread_cond_t cond;
 	bool hold, holding;
+	struct sf_endpoint self;
+	struct sf_registry *moved_to; /* under lock */
+	int endpoint_calls;	      /* sf_registry_endpoint() calls, under lock */
 };
 
-char *sf_registry_blob_url(struct sf_registry *r, const char *digest)
+struct sf_endpoint *sf_registry_endpoint(struct sf_registry *r)
+{
+	struct sf_endpoint *ep;
+
+	pthread_mutex_lock(&r->lock);
+	ep = r->moved_to ? &r->moved_to->self : &r->self;
+	r->endpoint_calls++;
+	pthread_mutex_unlock(&r->lock);
+	return ep;
+}
+
+char *sf_endpoint_blob_url(struct sf_endpoint *ep, const char *digest)
 {
 	char *s = NULL;
 
-	if (asprintf(&s, "%s/v2/test/blobs/%s", r->base, digest) < 0)
+	if (asprintf(&s, "%s/v2/test/blobs/%s", ep->r->base, digest) < 0)
 		return NULL;
 	return s;
 }
 
-void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len)
+void sf_endpoint_auth_header(struct sf_endpoint *ep, char *buf, size_t len)
 {
+	struct sf_registry *r = ep->r;
+
 	pthread_mutex_lock(&r->lock);
 	if (r->token[0])
 		snprintf(buf, len, "Authorization: Bearer %s", r->token);
@@ -81,9 +104,10 @@ void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len)
 	pthread_mutex_unlock(&r->lock);
 }
 
-sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
+sf_ret sf_endpoint_reauth(struct sf_endpoint *ep, const char *www_authenticate,
 			  const char *failed_header, struct sf_error *err)
 {
+	struct sf_registry *r = ep->r;
 	char cur[256];
 
 	(void)err;
@@ -107,9 +131,9 @@ sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
 	return 0;
 }
 
-void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy)
+void sf_endpoint_setup_curl(struct sf_endpoint *ep, void *curl_easy)
 {
-	(void)r;
+	(void)ep;
 	curl_easy_setopt((CURL *)curl_easy, CURLOPT_CONNECTTIMEOUT, 5L);
 }
 
@@ -125,6 +149,7 @@ static void reg_init(struct sf_registry *r, int port)
 	pthread_cond_init(&r->cond, NULL);
 	snprintf(r->base, sizeof(r->base), "http://127.0.0.1:%d", port);
 	snprintf(r->name, sizeof(r->name), "127.0.0.1:%d", port);
+	r->self.r = r;
 }
 
 static void reg_destroy(struct sf_registry *r)
@@ -195,6 +220,7 @@ struct srv {
 
 	/* observations */
 	int nreq, n200, n206, saw_auth, inflight, max_inflight;
+	int bad_auth; /* requests with an Authorization that is not require_auth */
 	struct req_log log[LOG_MAX];
 	int nlog;
 	uint64_t finished_from[LOG_MAX]; /* range starts, in order of finishing */
@@ -390,6 +416,7 @@ static void log_request(struct srv *s, const struct request *rq, const struct pl
 
 	s->nreq++;
 	s->saw_auth += rq->has_auth;
+	s->bad_auth += rq->has_auth && !auth_ok(s, rq);
 	s->n200 += p->kind == P_FULL;
 	s->n206 += p->kind == P_RANGE;
 	if (s->nlog == LOG_MAX)
@@ -1164,6 +1191,49 @@ static void test_auth_denied(void **state)
 	one_finish(&o);
 }
 
+/* A resolve that switches the registry to another endpoint (the store
+ * re-resolving a tag, another mirror answering first) while a blob is being
+ * fetched changes neither where its remaining chunks go nor which token
+ * they carry: a chunk for endpoint A never goes out with B's credentials. */
+static void test_endpoint_kept(void **state)
+{
+	struct one o;
+	struct srv *b = srv_new();
+	struct sf_registry reg_b;
+	uint64_t at_switch;
+
+	(void)state;
+	one_setup(&o, BIG);
+	o.s->require_auth = "Bearer a-token";
+	o.s->slow_even = true; /* ~1 s in all: the switch lands mid-blob */
+	snprintf(o.reg.token, sizeof(o.reg.token), "a-token");
+	b->chunk_size = CS;
+	b->require_auth = "Bearer b-token";
+	srv_add_blob(b, 1, BIG);
+	srv_start(b);
+	reg_init(&reg_b, b->port);
+	snprintf(reg_b.token, sizeof(reg_b.token), "b-token");
+	one_run(&o, 0, 2, 4, 0);
+	assert_true(sf_blob_wait(&o.t.b, CS) >= (int64_t)CS);
+	pthread_mutex_lock(&o.reg.lock);
+	o.reg.moved_to = &reg_b;
+	pthread_mutex_unlock(&o.reg.lock);
+	pthread_mutex_lock(&o.t.b.lock);
+	at_switch = o.t.b.contiguous;
+	pthread_mutex_unlock(&o.t.b.lock);
+	assert_complete(&o.t);
+	if (at_switch >= BIG)
+		fail_msg("the blob was complete before the switch: nothing was tested");
+	assert_int_equal(SRV(o.s, o.s->bad_auth), 0);
+	assert_int_equal(SRV(o.s, o.s->n206), (BIG + CS - 1) / CS);
+	assert_int_equal(SRV(b, b->nreq), 0);
+	assert_int_equal(o.reg.reauth_calls + reg_b.reauth_calls, 0);
+	assert_int_equal(o.reg.endpoint_calls, 1); /* taken once, when added */
+	one_finish(&o);
+	srv_stop(b);
+	reg_destroy(&reg_b);
+}
+
 static void test_redirect_drops_auth(void **state)
 {
 	struct one o;
@@ -1635,6 +1705,7 @@ int main(void)
 		cmocka_unit_test(test_size_mismatch),
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_auth_denied),
+		cmocka_unit_test(test_endpoint_kept),
 		cmocka_unit_test(test_redirect_drops_auth),
 		cmocka_unit_test(test_redirect_reused),
 		cmocka_unit_test(test_redirect_expired),
