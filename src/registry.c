@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_util.h"
 #include "regconf.h"
 
 #ifdef PACKAGE_VERSION
@@ -193,9 +194,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 		free(r->content_type);
 		r->content_type = v;
 	} else if ((v = header_value(p, len, "Retry-After"))) {
-		char *end;
-		long s = strtol(v, &end, 10);
-		r->retry_after_s = end != v && !*end && s >= 0 ? s : -1; /* dates: backoff */
+		r->retry_after_s = sf_http_retry_after(v, time(NULL));
 		free(v);
 	} else if ((v = header_value(p, len, "WWW-Authenticate"))) {
 		if (!r->www_auth || (!starts_bearer(r->www_auth) && starts_bearer(v))) {

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "fetch.h"
+#include "http_util.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -206,7 +207,8 @@ struct srv {
 	/* behaviour: set before srv_start */
 	int fail_503;	    /* answer the first N requests 503 */
 	bool always_503;
-	int ratelimit;	    /* answer the first N requests 429, Retry-After: 1 */
+	int ratelimit;	    /* answer the first N requests 429, Retry-After: retry_after */
+	char retry_after[64]; /* "" = "1" */
 	int close_mid;	    /* close the first N bodies half way */
 	int bad_crange;	    /* first N 206 answers carry a wrong Content-Range */
 	bool ignore_range;  /* always 200 with the whole blob */
@@ -485,8 +487,9 @@ static bool respond(struct srv *s, int fd, const struct request *rq, const struc
 	case P_503:
 		return send_fmt(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
 	case P_429:
-		return send_fmt(fd, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
-				    "Content-Length: 4\r\n\r\nslow");
+		return send_fmt(fd, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: %s\r\n"
+				    "Content-Length: 4\r\n\r\nslow",
+				s->retry_after[0] ? s->retry_after : "1");
 	case P_REDIRECT:
 		return send_fmt(fd, "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%d%s"
 				    "\r\nContent-Length: 0\r\n\r\n", s->redirect_to->port, rq->path);
@@ -1109,6 +1112,46 @@ static void test_429_retry_after(void **state)
 	one_finish(&o);
 }
 
+/* Retry-After as an HTTP-date (RFC 9110 10.2.3) is honoured too: the
+ * retry waits for that second, not for the ~100 ms of a backoff. */
+static void test_429_retry_after_date(void **state)
+{
+	struct one o;
+	time_t when = time(NULL) + 2; /* 1..2 s from when the fetcher reads it */
+	int64_t t0 = mono_ms();
+
+	(void)state;
+	one_setup(&o, 512 * KiB);
+	o.s->ratelimit = 1;
+	strftime(o.s->retry_after, sizeof(o.s->retry_after), "%a, %d %b %Y %H:%M:%S GMT",
+		 gmtime(&when));
+	one_run(&o, 0, 4, 4, 0);
+	assert_complete(&o.t);
+	assert_true(mono_ms() - t0 >= 900);
+	one_finish(&o);
+}
+
+/* The forms of Retry-After, parsed the same for documents and blobs. */
+static void test_retry_after_parse(void **state)
+{
+	time_t now = 784111777; /* Sun, 06 Nov 1994 08:49:37 GMT */
+
+	(void)state;
+	assert_int_equal(sf_http_retry_after("0", now), 0);
+	assert_int_equal(sf_http_retry_after("120", now), 120);
+	assert_int_equal(sf_http_retry_after("99999999999999999999", now),
+			 SF_HTTP_RETRY_AFTER_CLAMP_S);
+	/* IMF-fixdate, RFC 850, asctime, all 10 s after `now` */
+	assert_int_equal(sf_http_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), 10);
+	assert_int_equal(sf_http_retry_after("Sunday, 06-Nov-94 08:49:47 GMT", now), 10);
+	assert_int_equal(sf_http_retry_after("Sun Nov  6 08:49:47 1994", now), 10);
+	assert_int_equal(sf_http_retry_after("Sat, 05 Nov 1994 08:49:37 GMT", now), 0); /* past */
+	assert_int_equal(sf_http_retry_after("", now), -1);
+	assert_int_equal(sf_http_retry_after("-5", now), -1);
+	assert_int_equal(sf_http_retry_after("1.5", now), -1);
+	assert_int_equal(sf_http_retry_after("soon", now), -1);
+}
+
 static void test_close_mid_body(void **state)
 {
 	struct one o;
@@ -1700,6 +1743,8 @@ int main(void)
 		cmocka_unit_test(test_resume_all_present),
 		cmocka_unit_test(test_503_then_ok),
 		cmocka_unit_test(test_429_retry_after),
+		cmocka_unit_test(test_429_retry_after_date),
+		cmocka_unit_test(test_retry_after_parse),
 		cmocka_unit_test(test_close_mid_body),
 		cmocka_unit_test(test_bad_content_range),
 		cmocka_unit_test(test_size_mismatch),

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "digest.h"
@@ -51,6 +52,8 @@ struct reg_srv {
 	pthread_t thread;
 	atomic_bool stop;
 	atomic_bool lost;  /* manifests answer 404 */
+	atomic_int throttle; /* answer this many requests 429 with Retry-After: retry_after */
+	char retry_after[64];
 	const char *login; /* the Authorization line it accepts */
 	atomic_int requests, denied;
 };
@@ -102,6 +105,11 @@ static void serve_one(struct reg_srv *s, int fd)
 	    auth[2 + strlen(s->login)] != '\r') {
 		atomic_fetch_add(&s->denied, !!auth);
 		reply(fd, "401 Unauthorized", "WWW-Authenticate: Basic realm=\"test\"\r\n", "");
+	} else if (atomic_load(&s->throttle) > 0) {
+		char h[128];
+		atomic_fetch_sub(&s->throttle, 1);
+		snprintf(h, sizeof(h), "Retry-After: %s\r\n", s->retry_after);
+		reply(fd, "429 Too Many Requests", h, "");
 	} else if (strstr(path, "/manifests/") && atomic_load(&s->lost)) {
 		reply(fd, "404 Not Found", "Content-Type: application/json\r\n",
 		      "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"gone\"}]}");
@@ -340,11 +348,39 @@ static void test_resolve_while_transfers_run(void **state)
 	fix_teardown(&x);
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Manifest requests honour a Retry-After HTTP-date too (they used to take
+ * a date for garbage and retry after the 250 ms backoff). */
+static void test_retry_after_date(void **state)
+{
+	struct fix x;
+	time_t when = time(NULL) + 2; /* 1..2 s from when the client reads it */
+	int64_t t0 = mono_ms();
+
+	(void)state;
+	fix_setup(&x);
+	strftime(x.mirror.retry_after, sizeof(x.mirror.retry_after),
+		 "%a, %d %b %Y %H:%M:%S GMT", gmtime(&when));
+	atomic_store(&x.mirror.throttle, 1);
+	assert_int_equal(resolve(&x), 0);
+	assert_int_equal(url_port(sf_registry_endpoint(x.r)), x.mirror.port);
+	assert_true(mono_ms() - t0 >= 900);
+	fix_teardown(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_endpoint_switch),
 		cmocka_unit_test(test_resolve_while_transfers_run),
+		cmocka_unit_test(test_retry_after_date),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
