@@ -57,7 +57,8 @@
  * state of that GET; contig is then simply its write position).
  *
  * Failures: 401 asks the registry for a new token and retries at once (at
- * most AUTH_RETRIES times per chunk, without consuming the retry budget);
+ * most AUTH_RETRIES times per chunk without progress of the blob in
+ * between, and without consuming the retry budget);
  * 408, 429, 5xx, a wrong Content-Range, a short body and transport errors
  * consume one of `retries` and wait (Retry-After for 429, else jittered
  * exponential backoff); any other status, a spool write error or an
@@ -339,6 +340,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 		if (x->verdict == V_OK) { /* the URL works */
 			x->c->hops = 0;
 			x->bs->refusals = 0;
+			x->bs->oks++;
 		}
 	}
 	switch (x->verdict) {
@@ -555,8 +557,18 @@ static void on_unauthorized(struct sf_fetcher *f, struct xfer *x)
 	struct sf_error e = { 0 };
 	sf_ret r;
 
+	/* The budget stops tokens that never work: 401s with no progress of the
+	 * blob in between.  Data since this chunk's last 401 shows the tokens
+	 * do work and this one was revoked or expired; a registry that revokes
+	 * every token at once can make one chunk meet several such 401s in a
+	 * row while the other chunks move on. */
+	if (x->c->auth_oks != x->bs->oks) {
+		x->c->auth_oks = x->bs->oks;
+		x->c->auth_tries = 0;
+	}
 	if (++x->c->auth_tries > AUTH_RETRIES) {
-		blob_fail(f, x->bs, -EACCES, "HTTP 401 after %d re-authentications", AUTH_RETRIES);
+		blob_fail(f, x->bs, -EACCES, "HTTP 401 after %d re-authentications without progress",
+			  AUTH_RETRIES);
 		return;
 	}
 	r = sf_endpoint_reauth(x->bs->ep, x->www_auth[0] ? x->www_auth : NULL, x->auth, &e);

@@ -219,6 +219,8 @@ struct srv {
 	struct srv *redirect_to;
 	int force_status;   /* e.g. 404 */
 	int fail_403;	    /* answer the first N requests 403 (an expired signed URL) */
+	int flap;	    /* the first N requests, in turn: 401 (the token was revoked),
+			     * half a body, 401, ... */
 
 	/* observations */
 	int nreq, n200, n206, saw_auth, inflight, max_inflight;
@@ -381,10 +383,17 @@ static bool auth_ok(struct srv *s, const struct request *rq)
 static struct plan make_plan(struct srv *s, const struct request *rq)
 {
 	struct plan p = { .blob = find_blob(s, rq->path) };
+	bool revoked = false, cut = false;
+
+	if (p.blob && s->flap > 0) {
+		revoked = s->flap % 2 == 0;
+		cut = !revoked;
+		s->flap--;
+	}
 
 	if (!p.blob || s->force_status == 404)
 		p.kind = P_404;
-	else if (!auth_ok(s, rq))
+	else if (!auth_ok(s, rq) || revoked)
 		p.kind = P_401;
 	else if (s->redirect_to)
 		p.kind = P_REDIRECT;
@@ -403,7 +412,7 @@ static struct plan make_plan(struct srv *s, const struct request *rq)
 	else
 		p.kind = P_RANGE;
 	if (p.kind == P_FULL || p.kind == P_RANGE) {
-		p.close_mid = s->close_mid > 0 && s->close_mid--;
+		p.close_mid = (s->close_mid > 0 && s->close_mid--) || cut;
 		p.bad_crange = p.kind == P_RANGE && s->bad_crange > 0 && s->bad_crange--;
 		p.slow = s->slow_even && (p.a / s->chunk_size) % 2 == 0;
 		p.stall = s->stall || p.blob->stall;
@@ -1277,6 +1286,22 @@ static void test_endpoint_kept(void **state)
 	reg_destroy(&reg_b);
 }
 
+/* 401s with progress in between are revocations, not a refusal: one chunk
+ * meeting more of them than the auth budget (3) still completes. */
+static void test_auth_revoked_repeatedly(void **state)
+{
+	struct one o;
+
+	(void)state;
+	one_setup(&o, CS); /* one chunk: every 401 is on it */
+	o.s->flap = 8;	   /* 4 x (401, half a body) */
+	snprintf(o.reg.token, sizeof(o.reg.token), "secret");
+	one_run(&o, 0, 1, 4, 0);
+	assert_complete(&o.t);
+	assert_int_equal(o.reg.reauth_calls, 4);
+	one_finish(&o);
+}
+
 static void test_redirect_drops_auth(void **state)
 {
 	struct one o;
@@ -1750,6 +1775,7 @@ int main(void)
 		cmocka_unit_test(test_size_mismatch),
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_auth_denied),
+		cmocka_unit_test(test_auth_revoked_repeatedly),
 		cmocka_unit_test(test_endpoint_kept),
 		cmocka_unit_test(test_redirect_drops_auth),
 		cmocka_unit_test(test_redirect_reused),
