@@ -42,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -514,10 +515,17 @@ static void endpoint_clear(struct sf_endpoint *ep)
 }
 
 /* As ssh-agent does: a process that holds a password leaves no core dump
- * (and cannot be ptraced by its user).  Not under AddressSanitizer, whose
- * leak checker must ptrace the process at exit. */
+ * (and cannot be ptraced by its user).  PR_SET_DUMPABLE alone is not
+ * enough: with fs.suid_dumpable=2 the kernel dumps non-dumpable processes
+ * too, so the core size limit goes to 0 as well (the kernel then writes no
+ * core file, and handlers such as systemd-coredump honour the limit they
+ * are given).  Not PR_SET_DUMPABLE under AddressSanitizer, whose leak
+ * checker must ptrace the process at exit. */
 static void no_core_dumps(void)
 {
+	struct rlimit none = { 0, 0 };
+
+	setrlimit(RLIMIT_CORE, &none);
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define SF_ASAN 1

@@ -17,7 +17,9 @@
 #   ipv6          a registry at [::1]:PORT (skipped without IPv6 loopback)
 #   ecr           tokens good for 3 requests, 403 without a challenge when
 #                 spent (ECR): refreshed, the tree is exact
-#   secrets       no password or token in the output (trace on), status
+#   secrets       no password or token in the output (trace on), status,
+#                 a foreground -d mount's debug output and log, or the
+#                 daemons' command lines (--creds is wiped); core limit 0
 # automake runs this as $(SHELL) script; make sure that is bash.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
@@ -183,6 +185,42 @@ check "secrets: traced mount succeeds" \
 	--creds "alice:$PASSWORD" "$PROXY/test/img:gzip" "$T/mnt-sec" 2>"$T/secrets.err"
 check "secrets: the trace shows redacted headers" grep -q 'Bearer <redacted>' "$T/secrets.err"
 is_mounted "$T/mnt-sec" && { wait_complete "$T/mnt-sec" 120 || true; }
+# daemon_clean PID: --creds is wiped from PID's command line (ps,
+# /proc/PID/cmdline), and PID can leave no core file (limit 0)
+daemon_clean() {
+	local pid=$1 argv
+	[ -n "$pid" ] && argv=$(tr '\0' ' ' <"/proc/$pid/cmdline") || { echo "no process '$pid'" >&2; return 1; }
+	[[ $argv == *--creds* ]] || { echo "pid $pid is not ours: $argv" >&2; return 1; }
+	[[ $argv != *"$PASSWORD"* ]] || { echo "password in the command line of $pid" >&2; return 1; }
+	grep -Eq '^Max core file size +0 +0 ' "/proc/$pid/limits" ||
+		{ grep core "/proc/$pid/limits" >&2; return 1; }
+}
+check "secrets: the daemon's command line has no password, its core limit is 0" \
+	daemon_clean "$(soci_fuse_pids "$T/mnt-sec" | head -n 1)"
+# A foreground mount with FUSE debug output, log messages on stderr (-d)
+# and the HTTP trace: everything it says ends up in fg.err / fg.out.
+fg_debug_mount() {
+	local i
+	mkdir -p "$T/mnt-fg"
+	SOCI_FUSE_DEBUG_HTTP=1 "$SOCI_FUSE" mount -f -d --cache "$T/cache-fg" \
+		--creds "alice:$PASSWORD" "$PROXY/test/img:gzip" "$T/mnt-fg" >"$T/fg.out" 2>"$T/fg.err" &
+	FG_PID=$!
+	BG_PIDS+=("$FG_PID")
+	for ((i = 0; i < 600; i++)); do
+		is_mounted "$T/mnt-fg" && break
+		kill -0 "$FG_PID" 2>/dev/null || { tail -n 5 "$T/fg.err" >&2; return 1; }
+		sleep 0.1
+	done
+	is_mounted "$T/mnt-fg" || { echo "mnt-fg: not mounted after 60 s" >&2; return 1; }
+	daemon_clean "$FG_PID" || return 1
+	wait_complete "$T/mnt-fg" 120 || return 1
+	find "$T/mnt-fg/layers" -type f -size -64k -exec cat {} + >/dev/null
+	sf_umount "$T/mnt-fg" && wait_gone 30 "$FG_PID" || return 1
+	# the output the check below reads is really there
+	grep -q 'unique: ' "$T/fg.err" && grep -q 'soci-fuse: http: .*Bearer <redacted>' "$T/fg.err"
+}
+check "secrets: mount -f -d --creds: serves, its command line is clean, it talks" fg_debug_mount
+log "secrets: the foreground daemon wrote $(wc -l <"$T/fg.err") lines of debug output"
 python3 - "$T/ecr.jsonl" >"$T/tokens.txt" <<'EOF'
 import json, sys
 for l in open(sys.argv[1]):
@@ -192,7 +230,7 @@ for l in open(sys.argv[1]):
 EOF
 leaks() {
 	local f
-	for f in "$T/secrets.err" "$T/mnt-sec/status" "$T"/*.err "$T"/*.status; do
+	for f in "$T/secrets.err" "$T/mnt-sec/status" "$T"/*.err "$T"/*.status "$T/fg.out"; do
 		[ -e "$f" ] || continue
 		grep -qF -- "$PASSWORD" "$f" && { echo "password in $f" >&2; return 0; }
 		grep -qFf "$T/tokens.txt" "$f" && { echo "token in $f" >&2; return 0; }
@@ -200,7 +238,7 @@ leaks() {
 	done
 	return 1
 }
-check "secrets: no password, token or auth header in any output or status" eval '! leaks' 
+check "secrets: no password, token or auth header in any output, debug output or status" eval '! leaks' 
 sf_umount "$T/mnt-sec" || true
 stop_regproxy ecr
 
