@@ -6,6 +6,9 @@
 #   bearer-anon   anonymous Bearer tokens that live 2 s, blobs throttled so
 #                 the pull outlives several of them: tokens are refreshed,
 #                 the tree is exact
+#   coalesce      all tokens revoked every 32nd blob request under 16
+#                 connections: an upper bound on token requests proves the
+#                 401s of chunks in flight together share one new token
 #   authfile      Bearer with credentials from --authfile (Basic to /token)
 #   nocreds       the same server without credentials: one clean error
 #   wrongcreds    wrong credentials: one clean error naming their source
@@ -84,6 +87,24 @@ log "bearer-anon: $tokens token requests, $(count anon 'get("status") == 401') a
 check "bearer-anon: tokens were refreshed during the pull ($tokens token requests)" test "$tokens" -ge 3
 check "bearer-anon: anonymous token requests" test "$(count anon 'get("grant") != "anonymous" and get("kind") == "token"')" = 0
 stop_regproxy anon
+
+# ---------------------------------------------------------------- coalesce
+# Every 32nd blob request revokes all tokens server-side while 16
+# connections of 128 KiB chunks are in flight: the chunks that meet the 401
+# together must share one new token (sf_reg_reauth), not fetch one each.
+# Tokens live 60 s, so none is refreshed for its age meanwhile.  (Revoking
+# more often than once per round of 16 requests starves retries by design.)
+start_regproxy burst --auth bearer --revoke-every 32
+check "coalesce: tokens revoked under 16 connections: tree equals podman's" \
+	mount_cmp coalesce "$PROXY" --connections 16 --chunk-size 128K
+revoked=$(count burst 'get("revoked")')
+tokens=$(count burst 'get("kind") == "token"')
+n401=$(count burst 'get("status") == 401 and "/blobs/" in r["path"]')
+log "coalesce: $revoked revocations, $n401 blob requests refused 401, $tokens token requests"
+check "coalesce: tokens were revoked mid-pull ($revoked times)" test "$revoked" -ge 3
+check "coalesce: one token per revocation at most ($tokens tokens, $revoked revocations + the first + 1)" \
+	test "$tokens" -le $((revoked + 2))
+stop_regproxy burst
 
 # ---------------------------------------------------------------- authfile
 start_regproxy login --auth bearer --users "alice:$PASSWORD" --token-lifetime 30
