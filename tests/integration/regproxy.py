@@ -446,6 +446,20 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def shutdown_request(self, request):
+        """socketserver's, except for a socket set to linger 0 (a "reset"
+        fault): its shutdown(SHUT_WR) would send a FIN before the RST, and
+        the client would see the body end early, not a reset."""
+        try:
+            on, secs = struct.unpack("ii", request.getsockopt(socket.SOL_SOCKET,
+                                                              socket.SO_LINGER, 8))
+        except OSError:
+            on = secs = 0
+        if on and not secs:
+            self.close_request(request)
+        else:
+            super().shutdown_request(request)
+
 
 class Server6(Server):
     address_family = socket.AF_INET6
