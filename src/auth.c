@@ -5,7 +5,8 @@
  * with OpenSSL's EVP_DecodeBlock (already linked for digests).  Helpers run
  * with fork+execvp on pipes; we write the host, close stdin, read at most
  * SF_AUTH_HELPER_OUT_MAX bytes of stdout and wait for the exit, both within
- * one deadline, and kill the helper when it is late.  Its stderr is inherited (it talks to the user).
+ * one deadline, and kill the helper when it is late.  Its stderr is
+ * inherited (it talks to the user).
  *
  * Invariant: no secret (password, identity token, the base64 "auth") is
  * ever formatted into a message; messages name the file or the helper.

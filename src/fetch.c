@@ -567,8 +567,8 @@ static void on_unauthorized(struct sf_fetcher *f, struct xfer *x)
 		x->c->auth_tries = 0;
 	}
 	if (++x->c->auth_tries > AUTH_RETRIES) {
-		blob_fail(f, x->bs, -EACCES, "HTTP 401 after %d re-authentications without progress",
-			  AUTH_RETRIES);
+		blob_fail(f, x->bs, -EACCES,
+			  "HTTP 401 after %d re-authentications without progress", AUTH_RETRIES);
 		return;
 	}
 	r = sf_endpoint_reauth(x->bs->ep, x->www_auth[0] ? x->www_auth : NULL, x->auth, &e);

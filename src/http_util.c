@@ -48,5 +48,7 @@ long sf_http_retry_after(const char *value, time_t now)
 		return -1;
 	if (when <= now)
 		return 0;
-	return when - now > SF_HTTP_RETRY_AFTER_CLAMP_S ? SF_HTTP_RETRY_AFTER_CLAMP_S : (long)(when - now);
+	if (when - now > SF_HTTP_RETRY_AFTER_CLAMP_S)
+		return SF_HTTP_RETRY_AFTER_CLAMP_S;
+	return (long)(when - now);
 }

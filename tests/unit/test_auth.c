@@ -278,7 +278,7 @@ static void test_bad_files(void **state)
 	"broken.io) echo 'no json' ;;\n"                                                    \
 	"fail.io) echo 'keychain locked' >&2; exit 1 ;;\n"                                 \
 	"slow.io) exec sleep 600 ;;\n"                                                      \
-	"mute.io) echo '{\"Username\":\"u\",\"Secret\":\"s\"}'; exec sleep 5 >&- ;;\n"        \
+	"mute.io) echo '{\"Username\":\"u\",\"Secret\":\"s\"}'; exec sleep 5 >&- ;;\n"      \
 	"*) echo 'credentials not found in native keychain'; exit 1 ;;\n"                   \
 	"esac\n"
 

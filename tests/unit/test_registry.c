@@ -67,7 +67,8 @@ static void make_documents(void)
 		 "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"" DIFF_ID "\"]}}");
 	sf_sha256_buf(config, strlen(config), config_digest);
 	snprintf(manifest, sizeof(manifest),
-		 "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+		 "{\"schemaVersion\":2,"
+		 "\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
 		 "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
 		 "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":"
 		 "\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" LAYER_DIGEST
