@@ -126,16 +126,23 @@ def main():
     badoct = bytearray(mc.raw_header(b"badmode"))
     badoct[100:108] = b"12x4567\0"
     case("mode-garbage", "layer", "invalid mode", tar_of(fix_sum(badoct)), entry="badmode")
+    # a header with a bad checksum cannot be trusted to name itself: the
+    # error gives its offset and names the entry before it
     case("bad-checksum", "layer", "checksum",
-         tar_of(mc.raw_header(b"ok") [:148] + b"0000000\0" + mc.raw_header(b"ok")[156:]))
+         tar_of((mc.ti("first"), b"x"),
+                mc.raw_header(b"ok")[:148] + b"0000000\0" + mc.raw_header(b"ok")[156:]),
+         entry="first")
     # ---- PAX
+    # the records belong to the entry whose header follows them
     case("pax-huge-record", "layer", "PAX record length",
-         tar_of(pax_raw(b"99999999999999999999 path=x\n"), (mc.ti("after"), b"x")))
+         tar_of(pax_raw(b"99999999999999999999 path=x\n"), (mc.ti("after"), b"x")),
+         entry="after")
     case("pax-record-past-header", "layer", "exceeds header size",
-         tar_of(pax_raw(b"1000 path=x\n"), (mc.ti("after"), b"x")))
+         tar_of(pax_raw(b"1000 path=x\n"), (mc.ti("after"), b"x")), entry="after")
+    # no entry follows: the extension header itself is named
     case("pax-header-huge", "layer", "exceeds limit",
          tar_of(mc.raw_header(b"PaxHeaders/x", typeflag=b"x", size=1 << 33,
-                              numfmt={"size": "b256"}), end=False))
+                              numfmt={"size": "b256"}), end=False), entry="PaxHeaders/x")
     case("xattr-huge", "layer", "exceeds limit",
          tar_of(pax_raw(rec(b"SCHILY.xattr.user.big", b"v" * 100000)) +
                 mc.raw_header(b"bigxattr") ), entry="bigxattr")
@@ -146,28 +153,33 @@ def main():
     zframe = mc.zstd(b"\0" * (64 << 20))
     bomb = (mc.zstd(mc.raw_header(b"zeros", size=24 * (64 << 20))) + zframe * 24 +
             mc.zstd(b"\0" * 1024))
-    case("bomb-zstd", "layer", "decompression bomb", bomb, comp="none-as-zstd", entry=None)
+    case("bomb-zstd", "layer", "decompression bomb", bomb, comp="none-as-zstd", entry="zeros")
     # 1.1 GiB of zeros as gzip members of 64 MiB each (~1.1 MB of blob):
     # within the default ratio, over --max-expansion-ratio 10
     gmember = gzip.compress(b"\0" * (64 << 20), 9, mtime=0)
     gbomb = (gzip.compress(mc.raw_header(b"zeros", size=18 * (64 << 20)), 9, mtime=0) +
              gmember * 18 + gzip.compress(b"\0" * 1024, 9, mtime=0))
     case("bomb-ratio", "layer", "decompression bomb", gbomb, comp="none-as-gzip",
-         opts=["--max-expansion-ratio", "10"])
+         opts=["--max-expansion-ratio", "10"], entry="zeros")
     many = tar_of(*[(mc.ti("m/%d" % i), b"") for i in range(300)])
     case("entries", "layer", "entries in the layer", many, opts=["--max-entries", "200"],
          entry="m/200")
+    # refused before a byte is fetched: no entry to name
     case("layer-size", "layer", "max-layer-size", GOOD, opts=["--max-layer-size", "10"])
     cases[-1]["layer0_fails"] = True
     # ---- compression and digests
     body = tar_of((mc.ti("data"), os.urandom(300000)))
+    # cut inside the data of "data"
     case("gzip-truncated", "layer", "gzip", gzip.compress(body, mtime=0)[:-20000],
-         comp="none-as-gzip")
-    case("zstd-truncated", "layer", "zstd", mc.zstd(body)[:-20000], comp="none-as-zstd")
-    # a gzip header, then a deflate block of the reserved type 3
+         comp="none-as-gzip", entry="data")
+    case("zstd-truncated", "layer", "zstd", mc.zstd(body)[:-20000], comp="none-as-zstd",
+         entry="data")
+    # a gzip header, then a deflate block of the reserved type 3: fails
+    # before the first tar header, so there is no entry to name
     case("gzip-garbage", "layer", "gzip",
          bytes.fromhex("1f8b0800000000000003") + b"\xff" * 5000, comp="none-as-gzip")
-    # diff_id that does not match
+    # diff_id that does not match (and below, a blob size the registry
+    # contradicts): about the whole blob, no entry to name
     d, m = mc.image(blobs, [GOOD, body], ["gzip", "gzip"], arch)
     cfg = json.loads(blobs.get(m["config"]["digest"]))
     cfg["rootfs"]["diff_ids"][1] = "sha256:" + "0" * 64
