@@ -4,8 +4,9 @@
 #
 # A hostile LAYER (traversal, bad hard links, overflowing fields, PAX
 # records claiming huge lengths, 10,000-deep paths, huge xattrs,
-# decompression bombs, entry/size limits, truncated gzip/zstd, digest and
-# diff_id mismatches) must:
+# decompression bombs, entry/size limits, sparse files whose sizes would
+# wrap the data file's offsets, truncated gzip/zstd, digest and diff_id
+# mismatches) must:
 #   - turn "failed" in <mnt>/status with a one-line error that names the
 #     layer digest and the entry (or what is wrong), while the good layer
 #     below it is still served;
@@ -18,6 +19,7 @@
 # JSON, too many layers) fails the mount with one line on stderr.
 # Absolute names and a directory of HOSTILE_HUGE_DIR (default 100000)
 # entries must just work; HOSTILE_HUGE_DIR=1000000 for the real thing.
+# HOSTILE_CASES=name,name... runs only those cases (when debugging one).
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -35,12 +37,13 @@ PASSWD_SUM=$(sha256sum /etc/passwd)
 touch "$T/stamp"
 
 # cases.json as shell: case-<i>.sh sets kind name expect ref layer entry
-# opts layer0_fails entries (empty when absent).
+# opts layer0_fails entries cache_fs (empty when absent).
 N=$(python3 - "$T/hostile" <<'EOF'
 import json, shlex, sys
 d = sys.argv[1]
 cases = json.load(open(d + "/cases.json"))
-keys = ("kind", "name", "expect", "ref", "layer", "entry", "opts", "layer0_fails", "entries")
+keys = ("kind", "name", "expect", "ref", "layer", "entry", "opts", "layer0_fails", "entries",
+        "cache_fs")
 for i, c in enumerate(cases):
     with open("%s/case-%d.sh" % (d, i), "w") as f:
         for k in keys:
@@ -76,9 +79,13 @@ EOF
 is_eio() { ! "$@" >/dev/null 2>"$T/eio.err" && grep -q 'Input/output error' "$T/eio.err"; }
 
 # The cases below run with the variables of case-<i>.sh set.
-kind='' name='' expect='' ref='' layer='' entry='' opts='' layer0_fails='' entries=''
+kind='' name='' expect='' ref='' layer='' entry='' opts='' layer0_fails='' entries='' cache_fs=''
 layer_case() {
 	local mnt=$T/mnt-$name cache=$T/cache-$name st err
+	if [ "$cache_fs" = tmpfs ]; then
+		mkdir -p "$cache"
+		mount -t tmpfs -o size=64m,mode=755 tmpfs "$cache" || die "$name: cannot mount a tmpfs"
+	fi
 	# shellcheck disable=SC2086 # opts are words
 	if ! sf_mount --cache "$cache" $opts "$ref" "$mnt" 2>"$T/err"; then
 		fail "$name: mount failed: $(head -n 2 "$T/err" | tr '\n' ' ')"
@@ -108,6 +115,7 @@ layer_case() {
 	[ ! -d "$wd" ] || [ -z "$(ls -A "$wd" | grep -vx -e blob -e blob.map)" ] ||
 		problems+=("work dir in the cache's tmp/ holds more than a resumable spool: $(ls -A "$wd" | tr '\n' ' ')")
 	sf_umount "$mnt" || problems+=("umount failed")
+	[ "$cache_fs" != tmpfs ] || umount "$cache" || problems+=("cannot unmount the cache's tmpfs")
 	if [ ${#problems[@]} = 0 ]; then
 		pass "$name: $err"
 	else
@@ -170,6 +178,7 @@ for ((i = 0; i < N; i++)); do
 	t0=$(date +%s.%N)
 	# shellcheck disable=SC1090
 	. "$T/hostile/case-$i.sh"
+	[ -z "${HOSTILE_CASES:-}" ] || [[ ",$HOSTILE_CASES," == *",$name,"* ]] || continue
 	case $kind in
 	layer) layer_case ;;
 	mount) mount_case ;;

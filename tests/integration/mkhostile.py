@@ -13,7 +13,8 @@ kind "layer": the mount succeeds and the LAST layer must fail, with an error
   the layer digest `layer`; "mount": the mount itself must fail with one
   line on stderr containing `expect`; "ok": the image must mount and
   complete (absolute names, a huge directory).
-opts are extra soci-fuse mount options (limits lowered for the test).
+opts are extra soci-fuse mount options (limits lowered for the test);
+cache_fs "tmpfs": the case's cache is a tmpfs of its own.
 Every image but the JSON cases has a good layer 0 below the hostile one,
 which must still be served.
 """
@@ -103,6 +104,17 @@ def main():
                 (mc.ti("lnk/evil"), b"written through a symlink\n")), entry="lnk/evil")
     case("deep-path", "layer", "path components",
          tar_of((mc.ti("d/" * 10000 + "f"), b"deep\n")), entry="d/d/d")
+    # data-less sparse entries claiming 2^63 - 1 bytes each, then a file:
+    # without a cap on the data file its offsets wrap where files may be
+    # that large (tmpfs, XFS: the case's cache is a tmpfs) and "victim"
+    # lands on huge1's offset, so huge1 serves victim's bytes
+    def sparse_no_data(name):
+        return (pax_raw(rec(b"GNU.sparse.size", b"%d" % (2**63 - 1)) +
+                        rec(b"GNU.sparse.numblocks", b"0")) + mc.raw_header(name))
+    case("sparse-wrap", "layer", "layer's files past",
+         tar_of(sparse_no_data(b"huge1"), sparse_no_data(b"huge2"),
+                (mc.ti("victim"), b"victim's bytes\n")), entry="huge1")
+    cases[-1]["cache_fs"] = "tmpfs"
     # ---- hard links
     case("link-missing", "layer", "missing entry nope",
          tar_of((mc.ti("l", L, linkname="nope"), b"")), entry="l")
