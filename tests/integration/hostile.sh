@@ -10,7 +10,9 @@
 #   - turn "failed" in <mnt>/status with a one-line error that names the
 #     layer digest and the entry (or what is wrong), while the good layer
 #     below it is still served;
-#   - give EIO for every request on the failed layer;
+#   - give EIO for every request on the failed layer, also (case
+#     late-failure) readlink, getxattr, listxattr, fstat and read on
+#     entries opened while it streamed in, before it failed;
 #   - never reach the cache's layers/ dir, and leave in tmp/ at most a
 #     resumable spool (blob, blob.map) of a download that failed;
 #   - write nothing outside the cache dir (checked at the end);
@@ -37,13 +39,13 @@ PASSWD_SUM=$(sha256sum /etc/passwd)
 touch "$T/stamp"
 
 # cases.json as shell: case-<i>.sh sets kind name expect ref layer entry
-# opts layer0_fails entries cache_fs (empty when absent).
+# opts layer0_fails entries cache_fs probe (empty when absent).
 N=$(python3 - "$T/hostile" <<'EOF'
 import json, shlex, sys
 d = sys.argv[1]
 cases = json.load(open(d + "/cases.json"))
 keys = ("kind", "name", "expect", "ref", "layer", "entry", "opts", "layer0_fails", "entries",
-        "cache_fs")
+        "cache_fs", "probe")
 for i, c in enumerate(cases):
     with open("%s/case-%d.sh" % (d, i), "w") as f:
         for k in keys:
@@ -78,18 +80,76 @@ EOF
 # is_eio CMD...: CMD fails with "Input/output error".
 is_eio() { ! "$@" >/dev/null 2>"$T/eio.err" && grep -q 'Input/output error' "$T/eio.err"; }
 
+# probe_open_files MNT: for a layer 1 that fails only at its end (the
+# "probe" case: lnk -> target, xf with user.k=v, opaque dir xd), open them
+# while it streams in and see them answered, then, once it failed, every
+# request on them must get EIO: they were served from an index that was
+# never verified.  Prints what is wrong; exit 1 then.
+probe_open_files() {
+	python3 - "$1" <<'EOF'
+import errno, json, os, sys, time
+mnt = sys.argv[1]
+root = mnt + "/layers/1"
+def state():
+    return json.load(open(mnt + "/status"))["layers"][1]["state"]
+lnk = os.open(root + "/lnk", os.O_PATH | os.O_NOFOLLOW)  # waits for it to arrive
+xf = os.open(root + "/xf", os.O_RDONLY)
+xd = os.open(root + "/xd", os.O_RDONLY | os.O_DIRECTORY)
+ops = {
+    "readlink": lambda: os.readlink("", dir_fd=lnk),
+    "getxattr": lambda: os.getxattr(xf, "user.k"),
+    "listxattr": lambda: sorted(os.listxattr(xf)),
+    "getxattr of the opaque marker": lambda: os.getxattr(xd, "trusted.overlay.opaque"),
+    "fstat": lambda: os.fstat(xf).st_size,
+    "read": lambda: os.pread(xf, 100, 0),
+}
+want = {"readlink": "target", "getxattr": b"v", "listxattr": ["user.k"],
+        "getxattr of the opaque marker": b"y", "fstat": 11, "read": b"xattr file\n"}
+problems = []
+# the premise: answered from the index while the layer still streams in
+for what, op in ops.items():
+    got = op()
+    if got != want[what]:
+        problems.append("%s before the failure: %r, want %r" % (what, got, want[what]))
+if state() != "fetching":
+    problems.append("premise: layer 1 is %s once the probes were answered, want fetching"
+                    % state())
+end = time.time() + 120
+while state() == "fetching" and time.time() < end:
+    time.sleep(0.1)
+time.sleep(1.1)  # attributes cached by the kernel while streaming expire
+for what, op in ops.items():
+    try:
+        problems.append("%s after the failure: %r, want EIO" % (what, op()))
+    except OSError as e:
+        if e.errno != errno.EIO:
+            problems.append("%s after the failure: %s, want EIO" % (what, e))
+print("; ".join(problems))
+sys.exit(1 if problems else 0)
+EOF
+}
+
 # The cases below run with the variables of case-<i>.sh set.
 kind='' name='' expect='' ref='' layer='' entry='' opts='' layer0_fails='' entries='' cache_fs=''
+probe=''
 layer_case() {
-	local mnt=$T/mnt-$name cache=$T/cache-$name st err
+	local mnt=$T/mnt-$name cache=$T/cache-$name st err r=$ref out
+	local problems=()
 	if [ "$cache_fs" = tmpfs ]; then
 		mkdir -p "$cache"
 		mount -t tmpfs -o size=64m,mode=755 tmpfs "$cache" || die "$name: cannot mount a tmpfs"
 	fi
+	if [ -n "$probe" ]; then # ~5 s for its 2 MiB
+		[ -n "${PROXY:-}" ] || start_regproxy slow --rate 400000
+		r=${ref/#$REGISTRY/$PROXY}
+	fi
 	# shellcheck disable=SC2086 # opts are words
-	if ! sf_mount --cache "$cache" $opts "$ref" "$mnt" 2>"$T/err"; then
+	if ! sf_mount --cache "$cache" $opts "$r" "$mnt" 2>"$T/err"; then
 		fail "$name: mount failed: $(head -n 2 "$T/err" | tr '\n' ' ')"
 		return
+	fi
+	if [ -n "$probe" ] && ! out=$(probe_open_files "$mnt" 2>&1); then
+		problems+=("files opened before the failure: $out")
 	fi
 	if ! st=$(wait_layer_failed "$mnt" 1); then
 		fail "$name: layer 1 did not fail: $st"
@@ -97,7 +157,6 @@ layer_case() {
 		return
 	fi
 	err=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["layers"][1].get("error", ""))' "$st")
-	local problems=()
 	grep -qiF -- "$expect" <<<"$err" || problems+=("error lacks '$expect'")
 	grep -qF -- "$layer" <<<"$err" || problems+=("error lacks the layer digest")
 	[ -z "$entry" ] || grep -qF -- "$entry" <<<"$err" || problems+=("error lacks entry '$entry'")

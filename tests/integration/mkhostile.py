@@ -14,7 +14,8 @@ kind "layer": the mount succeeds and the LAST layer must fail, with an error
   line on stderr containing `expect`; "ok": the image must mount and
   complete (absolute names, a huge directory).
 opts are extra soci-fuse mount options (limits lowered for the test);
-cache_fs "tmpfs": the case's cache is a tmpfs of its own.
+cache_fs "tmpfs": the case's cache is a tmpfs of its own; probe: the layer
+fails only at its end, hostile.sh probes entries opened before that.
 Every image but the JSON cases has a good layer 0 below the hostile one,
 which must still be served.
 """
@@ -198,6 +199,22 @@ def main():
     m["config"] = blobs.add_json(cfg, mc.MT_OCI_CONFIG)
     d = blobs.add_json(m, mc.MT_OCI_MANIFEST)
     case("diff-id-mismatch", "layer", "diff_id mismatch", desc=d)
+    if not a.seeds:
+        cases[-1]["layer"] = m["layers"][1]["digest"]
+    # fails only at its end (wrong diff_id), after its entries were
+    # served: hostile.sh ("probe") fetches it through a throttling proxy,
+    # holds lnk, xf and xd open meanwhile, and checks that readlink,
+    # getxattr, listxattr, fstat and read on them get EIO once it failed
+    late = tar_of((mc.ti("lnk", S, 0o777, linkname="target"), b""),
+                  (mc.ti("xf", xattrs={"user.k": b"v"}), b"xattr file\n"),
+                  (mc.ti("xd/", D, 0o755), b""), (mc.ti("xd/.wh..wh..opq"), b""),
+                  (mc.ti("filler"), os.urandom(2 << 20)))
+    d, m = mc.image(blobs, [GOOD, late], ["gzip", "gzip"], arch)
+    cfg = json.loads(blobs.get(m["config"]["digest"]))
+    cfg["rootfs"]["diff_ids"][1] = "sha256:" + "1" * 64
+    m["config"] = blobs.add_json(cfg, mc.MT_OCI_CONFIG)
+    case("late-failure", "layer", "diff_id mismatch", desc=blobs.add_json(m, mc.MT_OCI_MANIFEST))
+    cases[-1]["probe"] = True
     if not a.seeds:
         cases[-1]["layer"] = m["layers"][1]["digest"]
     # the manifest says the blob is smaller than it is (a blob whose bytes
