@@ -258,12 +258,47 @@ static sf_ret write_index(const char *work_dir, const struct sf_index *idx, stru
 	return r;
 }
 
+/* Write len bytes to an open fd and fsync it: 0 or the real -errno (a full
+ * disk must say ENOSPC: the pull keeps its spool for a resume then, and the
+ * message tells the user why). */
+static sf_ret write_all_sync(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+/* A JSON document into a new file at path, synced.  0 or -errno. */
+static sf_ret write_json(const char *path, const json_t *doc, size_t flags)
+{
+	_cleanup_free_ char *text = json_dumps(doc, flags);
+	int fd;
+	sf_ret r;
+
+	if (!text)
+		return -ENOMEM;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	r = write_all_sync(fd, text, strlen(text));
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	return r;
+}
+
 static sf_ret write_meta(const char *work_dir, const struct sf_layer_desc *desc,
 			 const struct sf_index *idx, uint64_t diff_size, struct sf_error *err)
 {
 	_cleanup_free_ char *path = path_join(work_dir, "meta.json", NULL);
 	json_t *meta;
-	int rc;
+	sf_ret r;
 
 	if (!path)
 		return sf_fail(err, ENOMEM, "out of memory");
@@ -274,10 +309,10 @@ static sf_ret write_meta(const char *work_dir, const struct sf_layer_desc *desc,
 			 (json_int_t)(idx->n_dentries - 1), "completed_at", (json_int_t)time(NULL));
 	if (!meta)
 		return sf_fail(err, ENOMEM, "out of memory");
-	rc = json_dump_file(meta, path, JSON_INDENT(2));
+	r = write_json(path, meta, JSON_INDENT(2));
 	json_decref(meta);
-	if (rc < 0 || fsync_path(path) < 0)
-		return sf_fail(err, EIO, "cannot write %s", path);
+	if (r < 0)
+		return sf_fail(err, -r, "cannot write %s: %s", path, strerror(-r));
 	return 0;
 }
 
@@ -297,12 +332,19 @@ sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_des
 		r = write_meta(work_dir, desc, idx, diff_size, err);
 	if (r < 0)
 		return r;
-	if (fsync_path(data) < 0 || fsync_path(work_dir) < 0)
-		return sf_fail(err, EIO, "cache dir %s: cannot sync %s", c->root, work_dir);
+	r = fsync_path(data);
+	if (r == 0)
+		r = fsync_path(work_dir);
+	if (r < 0)
+		return sf_fail(err, -r, "cache dir %s: cannot sync %s: %s", c->root, work_dir,
+			       strerror(-r));
 	sf_cache_remove_tree(final); /* a leftover that failed meta_matches */
 	if (rename(work_dir, final) < 0)
 		return sf_fail(err, errno, "cache dir %s: cannot rename %s to %s: %s", c->root,
 			       work_dir, final, strerror(errno));
+	/* Best effort: the layer is complete and visible now; failing it here
+	 * would leave layers/ holding a layer whose pull "failed".  A crash
+	 * before the directory reaches the disk only costs a new pull. */
 	fsync_path(layers);
 	/* Only now: a kill during the syncs above must not lose the verified
 	 * download (the next pull resumes from spool + map).  A kill right
