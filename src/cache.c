@@ -1,6 +1,7 @@
 /* cache.c - see cache.h for the layout and its invariant. */
 #include "cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -353,7 +354,17 @@ sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_des
 	return 0;
 }
 
-/* ---- resolved references ---- */
+/* ---- resolved references ----
+ * images/<hex>.json is replaced atomically: written to a temporary file
+ * images/<hex>.json.tmp.XXXXXX, fsynced, renamed over it.  The writer
+ * holds an flock on the temporary file from right after creating it until
+ * after the rename, so one nobody holds is the leftover of a crash (a pid
+ * in the name would not tell: processes sharing a cache may live in
+ * different pid namespaces, as the store's DaemonSet and the host do).
+ * Since the file exists a moment before it is locked, only one at least
+ * IMAGE_TMP_STALE_SEC old counts. */
+#define IMAGE_TMP_MARK ".json.tmp."
+#define IMAGE_TMP_STALE_SEC 60
 
 static char *image_path(const struct sf_cache *c, const char *ref)
 {
@@ -364,27 +375,91 @@ static char *image_path(const struct sf_cache *c, const char *ref)
 	return asprintf(&s, "%s/images/%s.json", c->root, sf_digest_hex(digest)) < 0 ? NULL : s;
 }
 
+/* Remove temporary file `name` of dirfd if it is a crash's leftover. */
+static bool remove_if_stale(int dirfd, const char *name, time_t now)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	bool stale;
+
+	if (fd < 0)
+		return false;
+	stale = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		st.st_mtime <= now - IMAGE_TMP_STALE_SEC && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		unlinkat(dirfd, name, 0) == 0;
+	close(fd);
+	return stale;
+}
+
+unsigned sf_cache_clean_image_tmp(const struct sf_cache *c, FILE *log)
+{
+	_cleanup_free_ char *dir = path_join(c->root, "images", NULL);
+	DIR *dp = dir ? opendir(dir) : NULL;
+	time_t now = time(NULL);
+	struct dirent *d;
+	unsigned n = 0;
+
+	if (!dp)
+		return 0;
+	while ((d = readdir(dp))) {
+		if (!strstr(d->d_name, IMAGE_TMP_MARK) ||
+		    !remove_if_stale(dirfd(dp), d->d_name, now))
+			continue;
+		n++;
+		if (log)
+			fprintf(log, "removed stale images/%s\n", d->d_name);
+	}
+	closedir(dp);
+	return n;
+}
+
+/* Write doc to a new locked temporary file next to path, fsync it and
+ * rename it over path.  0 or -errno. */
+static sf_ret replace_json(const char *path, const json_t *doc)
+{
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT);
+	int fd;
+	sf_ret r;
+
+	if (!text || asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
+		return -ENOMEM;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = flock(fd, LOCK_EX) < 0 || fchmod(fd, 0644) < 0 ? -errno : 0;
+	if (r == 0)
+		r = write_all_sync(fd, text, strlen(text));
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+	close(fd); /* after the rename: the lock marks the file as being written */
+	return r;
+}
+
 sf_ret sf_cache_save_image(const struct sf_cache *c, const struct sf_image *img,
 			   struct sf_error *err)
 {
 	_cleanup_free_ char *path = image_path(c, img->ref);
-	_cleanup_free_ char *tmp = NULL;
+	_cleanup_free_ char *dir = path_join(c->root, "images", NULL);
 	json_t *doc;
-	int rc;
+	sf_ret r;
 
-	if (!path || asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
+	if (!path || !dir)
 		return sf_fail(err, ENOMEM, "out of memory");
+	sf_cache_clean_image_tmp(c, NULL);
 	doc = json_pack("{s:s, s:s, s:s, s:s, s:I}", "ref", img->ref, "manifest_digest",
 			img->manifest_digest, "manifest", img->manifest_json, "config",
 			img->config_json, "saved_at", (json_int_t)time(NULL));
 	if (!doc)
 		return sf_fail(err, ENOMEM, "out of memory");
-	rc = json_dump_file(doc, tmp, JSON_COMPACT);
+	r = replace_json(path, doc);
 	json_decref(doc);
-	if (rc < 0 || rename(tmp, path) < 0) {
-		unlink(tmp);
-		return sf_fail(err, EIO, "cache dir %s: cannot write %s", c->root, path);
-	}
+	if (r < 0)
+		return sf_fail(err, -r, "cache dir %s: cannot write %s: %s", c->root, path,
+			       strerror(-r));
+	fsync_path(dir); /* best effort: a lost rename only costs the offline copy */
 	return 0;
 }
 
