@@ -15,7 +15,9 @@
 #     entries opened while it streamed in, before it failed;
 #   - never reach the cache's layers/ dir, and leave in tmp/ at most a
 #     resumable spool (blob, blob.map) of a download that failed;
-#   - write nothing outside the cache dir (checked at the end);
+#   - leave nothing in its cache dir but the cache's own files, and write
+#     nothing outside it: not in /, not in the daemon's or the commands'
+#     working directory, not near $T (checked at the end);
 #   - leave the daemon working: umount succeeds, the daemon exits.
 # A hostile DOCUMENT (config/manifest disagreeing, wrong types, deep or huge
 # JSON, too many layers) fails the mount with one line on stderr.
@@ -129,6 +131,42 @@ sys.exit(1 if problems else 0)
 EOF
 }
 
+# cache_layout_ok CACHE: everything under CACHE is a file of the cache's
+# own layout (doc/cache.md): a layer's tree lives in its data and index
+# files only, so a name from a hostile layer can never appear there, not
+# even inside the cache.  Prints the first strangers; exit 1 then.
+cache_layout_ok() {
+	python3 - "$1" <<'EOF'
+import os, re, sys
+root = sys.argv[1]
+H = "[0-9a-f]{64}"
+ok = re.compile("(?:%s)$" % "|".join((
+    "layers|tmp|locks|images",
+    "layers/%s(?:/(?:meta\\.json|index|data))?" % H,
+    "tmp/%s(?:/(?:blob|blob\\.map|data|index|meta\\.json))?" % H,
+    "locks/%s\\.(?:lock|use)" % H,
+    "images/%s\\.json" % H)))
+bad = []
+for d, dirs, files in os.walk(root):
+    for n in dirs + files:
+        rel = os.path.relpath(os.path.join(d, n), root)
+        if not ok.match(rel):
+            bad.append(rel)
+if bad:
+    print("not the cache's own: " + " ".join(sorted(bad)[:5]))
+    sys.exit(1)
+EOF
+}
+
+# note_daemon_cwd MNT: remember the working directory of MNT's daemon (a
+# relative name that escaped would land there).
+note_daemon_cwd() {
+	local p
+	for p in $(soci_fuse_pids "$1"); do
+		readlink "/proc/$p/cwd" >>"$T/daemon-cwds" 2>/dev/null || true
+	done
+}
+
 # The cases below run with the variables of case-<i>.sh set.
 kind='' name='' expect='' ref='' layer='' entry='' opts='' layer0_fails='' entries='' cache_fs=''
 probe=''
@@ -148,6 +186,7 @@ layer_case() {
 		fail "$name: mount failed: $(head -n 2 "$T/err" | tr '\n' ' ')"
 		return
 	fi
+	note_daemon_cwd "$mnt"
 	if [ -n "$probe" ] && ! out=$(probe_open_files "$mnt" 2>&1); then
 		problems+=("files opened before the failure: $out")
 	fi
@@ -174,6 +213,7 @@ layer_case() {
 	[ ! -d "$wd" ] || [ -z "$(ls -A "$wd" | grep -vx -e blob -e blob.map)" ] ||
 		problems+=("work dir in the cache's tmp/ holds more than a resumable spool: $(ls -A "$wd" | tr '\n' ' ')")
 	sf_umount "$mnt" || problems+=("umount failed")
+	out=$(cache_layout_ok "$cache") || problems+=("$out")
 	[ "$cache_fs" != tmpfs ] || umount "$cache" || problems+=("cannot unmount the cache's tmpfs")
 	if [ ${#problems[@]} = 0 ]; then
 		pass "$name: $err"
@@ -218,6 +258,7 @@ ok_case() {
 		fail "$name: mount failed: $(head -n 2 "$T/err" | tr '\n' ' ')"
 		return
 	fi
+	note_daemon_cwd "$mnt"
 	check "$name: complete" wait_complete "$mnt" 300
 	case $name in
 	absolute)
@@ -231,8 +272,17 @@ ok_case() {
 		;;
 	esac
 	check "$name: umount" sf_umount "$mnt"
+	check "$name: the cache holds only its own files" cache_layout_ok "$T/cache-$name"
 }
 
+# Every soci-fuse command runs in an empty directory of its own: a daemon
+# that kept it as its working directory would write relative names there.
+# (Daemons chdir to / as they detach; note_daemon_cwd records where each
+# really was.)  What / and it hold now is compared at the end.
+CWD=$T/cwd
+mkdir -p "$CWD"
+LC_ALL=C ls -A / >"$T/root-before"
+cd "$CWD"
 for ((i = 0; i < N; i++)); do
 	t0=$(date +%s.%N)
 	# shellcheck disable=SC1090
@@ -255,10 +305,29 @@ for bad in "--max-entries 0" "--max-expansion-ratio 5K" "--max-layer-size -1" "-
 		test "$rc" = 2 -a "$(grep -c . "$T/err")" = 1 -a -n "$(grep -F -- "${bad% *}" "$T/err")"
 done
 
-# Nothing written outside the cache dirs: no file named like a traversal
-# target anywhere under $T or /tmp, /etc/passwd untouched.
-check "nothing escaped: no 'escape'/'evil'/'OUTSIDE' file created since the start" \
-	test -z "$(find "$T" /tmp -xdev \( -name escape -o -name evil -o -name OUTSIDE \) \
+# Nothing written outside the cache dirs (inside them, cache_layout_ok
+# checked each case): the daemons' working directories were / or $CWD;
+# nothing appeared in / (where absolute names and relative ones from a
+# daemon's cwd would go) or in $CWD; no file named like a traversal
+# target anywhere under $T or /tmp (where ../ from a cache dir leads);
+# /etc/passwd untouched.
+cd /
+cwds_known() {
+	local bad
+	bad=$(sort -u "$T/daemon-cwds" | grep -vx -e / -e "$CWD" || true)
+	[ -s "$T/daemon-cwds" ] && [ -z "$bad" ] || { echo "daemon cwds: $(sort -u "$T/daemon-cwds")" >&2; return 1; }
+}
+check "nothing escaped: every daemon ran in / or $CWD" cwds_known
+nothing_new_in_root() {
+	local new
+	new=$(LC_ALL=C ls -A / | LC_ALL=C comm -13 "$T/root-before" -)
+	[ -z "$new" ] || { echo "new in /: $new" >&2; return 1; }
+}
+check "nothing escaped: nothing new in /" nothing_new_in_root
+check "nothing escaped: the commands' working directory $CWD is still empty" \
+	test -z "$(ls -A "$CWD")"
+check "nothing escaped: no 'escape'/'evil'/'OUTSIDE'/'abs' file created since the start" \
+	test -z "$(find "$T" /tmp -xdev \( -name escape -o -name evil -o -name OUTSIDE -o -name abs \) \
 		-newer "$T/stamp" 2>/dev/null | head -n 5)"
 check "nothing escaped: /etc/passwd unchanged" test "$(sha256sum /etc/passwd)" = "$PASSWD_SUM"
 pids=$(soci_fuse_pids)
