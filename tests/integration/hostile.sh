@@ -315,7 +315,10 @@ cd /
 cwds_known() {
 	local bad
 	bad=$(sort -u "$T/daemon-cwds" | grep -vx -e / -e "$CWD" || true)
-	[ -s "$T/daemon-cwds" ] && [ -z "$bad" ] || { echo "daemon cwds: $(sort -u "$T/daemon-cwds")" >&2; return 1; }
+	if [ ! -s "$T/daemon-cwds" ] || [ -n "$bad" ]; then
+		echo "daemon cwds: $(sort -u "$T/daemon-cwds" 2>/dev/null)" >&2
+		return 1
+	fi
 }
 check "nothing escaped: every daemon ran in / or $CWD" cwds_known
 nothing_new_in_root() {
