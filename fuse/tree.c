@@ -233,6 +233,20 @@ void sf_tree_fail_waiters(struct sf_tree *t, int error)
 	pthread_mutex_unlock(&t->wait_lock);
 }
 
+/* ---- failed layers ----
+ * Every request on a failed layer gets EIO (README): its index was never
+ * verified (a digest failed, or the stream broke off), so no answer from
+ * it may be given, including to a process that still holds one of its
+ * files open.  Lookups and readdirs check it in try_answer; every other
+ * operation starts here.  Replies EIO and returns true when l failed. */
+static bool refuse_failed(fuse_req_t req, struct sf_layer *l)
+{
+	if (sf_layer_state(l) != SF_LAYER_FAILED)
+		return false;
+	fuse_reply_err(req, EIO);
+	return true;
+}
+
 /* ---- lookup, getattr, readlink ---- */
 
 void sf_tree_lookup(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uint32_t dir,
@@ -258,10 +272,8 @@ void sf_tree_getattr(fuse_req_t req, struct sf_layer *l, uint32_t id)
 	struct stat st;
 	int rc = 0;
 
-	if (sf_layer_state(l) == SF_LAYER_FAILED) {
-		fuse_reply_err(req, EIO);
+	if (refuse_failed(req, l))
 		return;
-	}
 	pthread_rwlock_rdlock(&l->lock);
 	if (sf_index_inode(l->idx, id))
 		sf_index_stat(l->idx, id, &st);
@@ -280,6 +292,8 @@ void sf_tree_readlink(fuse_req_t req, struct sf_layer *l, uint32_t id)
 	const struct sf_inode *node;
 	char *target = NULL;
 
+	if (refuse_failed(req, l))
+		return;
 	pthread_rwlock_rdlock(&l->lock);
 	node = sf_index_inode(l->idx, id);
 	if (node && S_ISLNK(node->mode) && node->target)
@@ -386,6 +400,8 @@ void sf_tree_when_complete(struct sf_tree *t, fuse_req_t req, struct sf_layer *l
 
 void sf_tree_opendir(fuse_req_t req, struct sf_layer *l, struct fuse_file_info *fi)
 {
+	if (refuse_failed(req, l))
+		return;
 	fi->cache_readdir = sf_layer_state(l) == SF_LAYER_COMPLETE;
 	fi->keep_cache = fi->cache_readdir;
 	fuse_reply_open(req, fi);
@@ -395,12 +411,10 @@ void sf_tree_opendir(fuse_req_t req, struct sf_layer *l, struct fuse_file_info *
 
 void sf_tree_open(fuse_req_t req, struct sf_layer *l, struct fuse_file_info *fi)
 {
+	if (refuse_failed(req, l))
+		return;
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		fuse_reply_err(req, EROFS);
-		return;
-	}
-	if (sf_layer_state(l) == SF_LAYER_FAILED) {
-		fuse_reply_err(req, EIO);
 		return;
 	}
 	fi->keep_cache = sf_layer_state(l) == SF_LAYER_COMPLETE;
@@ -442,10 +456,8 @@ void sf_tree_read(fuse_req_t req, struct sf_layer *l, uint32_t id, size_t size, 
 	uint64_t data_off, fsize;
 	int fd;
 
-	if (sf_layer_state(l) == SF_LAYER_FAILED) {
-		fuse_reply_err(req, EIO);
+	if (refuse_failed(req, l))
 		return;
-	}
 	fd = file_extent(l, id, &data_off, &fsize);
 	if (fd < 0 || off < 0) {
 		fuse_reply_err(req, EIO);
@@ -473,6 +485,8 @@ void sf_tree_getxattr(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uin
 	void *copy = NULL;
 	int len;
 
+	if (refuse_failed(req, l))
+		return;
 	pthread_rwlock_rdlock(&l->lock);
 	len = sf_index_inode(l->idx, id)
 		      ? sf_index_getxattr(l->idx, id, name, t->opaque_xattr, &value)
@@ -499,9 +513,12 @@ void sf_tree_getxattr(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uin
 void sf_tree_listxattr(struct sf_tree *t, fuse_req_t req, struct sf_layer *l, uint32_t id,
 		       size_t size)
 {
-	char *buf = size ? malloc(size) : NULL;
+	char *buf = NULL;
 	int len;
 
+	if (refuse_failed(req, l))
+		return;
+	buf = size ? malloc(size) : NULL;
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -531,12 +548,10 @@ void sf_tree_lseek(fuse_req_t req, struct sf_layer *l, uint32_t id, off_t off, i
 	off_t r;
 	int fd;
 
+	if (refuse_failed(req, l))
+		return;
 	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
 		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if (sf_layer_state(l) == SF_LAYER_FAILED) {
-		fuse_reply_err(req, EIO);
 		return;
 	}
 	fd = file_extent(l, id, &base, &fsize);

@@ -3,10 +3,14 @@
  *
  * Input: byte 0 picks the compression (% 3: none, gzip, zstd), the rest is
  * the compressed layer.  Like layer.c, after the tar ends both the
- * uncompressed and the compressed stream are read to their ends.
+ * uncompressed and the compressed stream are read to their ends.  Files are
+ * placed in the (imaginary) data file with layer.c's sf_index_place_data,
+ * and at the end no two extents of the index may overlap or pass the cap:
+ * one file must never serve another's bytes.
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -18,8 +22,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define DATA_ALIGN 4096u
-
 static unsigned char buf[64 * 1024];
 
 static ssize_t drain(struct sf_reader r, struct sf_error *err)
@@ -29,6 +31,44 @@ static ssize_t drain(struct sf_reader r, struct sf_error *err)
 	while ((n = sf_read(r, buf, sizeof(buf), err)) > 0)
 		;
 	return n;
+}
+
+struct extent {
+	uint64_t off, size;
+};
+
+static int by_off(const void *a, const void *b)
+{
+	const struct extent *x = a, *y = b;
+
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Every non-empty regular file has an extent of its own (hard links share
+ * the inode, so they are one extent). */
+static void check_extents(const struct sf_index *idx)
+{
+	struct extent *v = malloc(((size_t)idx->n_inodes + 1) * sizeof(*v));
+	size_t n = 0;
+
+	if (!v)
+		return;
+	for (uint32_t i = 1; i < idx->n_inodes; i++) {
+		const struct sf_inode *ino = &idx->inodes[i];
+		if (S_ISREG(ino->mode) && ino->size)
+			v[n++] = (struct extent){ ino->data_off, ino->size };
+	}
+	qsort(v, n, sizeof(*v), by_off);
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].size > SF_INDEX_MAX_DATA_SIZE ||
+		    v[i].off > SF_INDEX_MAX_DATA_SIZE - v[i].size ||
+		    (i && v[i - 1].off + v[i - 1].size > v[i].off)) {
+			fprintf(stderr, "extent %llu+%llu overlaps or passes the cap\n",
+				(unsigned long long)v[i].off, (unsigned long long)v[i].size);
+			abort();
+		}
+	}
+	free(v);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -59,11 +99,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!idx)
 		goto out;
 	while (!failed && (more = sf_tar_next(t, &e, &err)) == 1) {
-		uint64_t base = (data_end + DATA_ALIGN - 1) & ~(uint64_t)(DATA_ALIGN - 1);
-		uint64_t off = 0;
+		uint64_t base = 0, off = 0;
 		ssize_t n;
 
 		if (e->type == SF_TAR_REG) {
+			if (sf_index_place_data(&data_end, e->size, &base) < 0)
+				break; /* layer.c fails the layer here */
 			while ((n = sf_tar_read_data(t, &off, buf, sizeof(buf), &err)) > 0) {
 				if (off + (uint64_t)n > e->size) {
 					failed = true;
@@ -72,15 +113,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			if (n < 0)
 				failed = true;
-			if (e->size)
-				data_end = base + e->size;
 		}
-		if (!failed && sf_index_add(idx, e, e->type == SF_TAR_REG && e->size ? base : 0,
-					    &err) < 0)
+		if (!failed && sf_index_add(idx, e, base, &err) < 0)
 			failed = true;
 	}
 	if (!failed && more == 0 && drain(sf_decompressor_reader(dec), &err) == 0)
 		(void)drain(src, &err);
+	check_extents(idx);
 out:
 	sf_index_free(idx);
 	sf_tar_free(t);

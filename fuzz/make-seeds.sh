@@ -98,6 +98,8 @@ tail -c +4097 "$tmp/layer.tar" >"$tmp/b"
 # mknod and chown) also the fidelity corpus's layers, as tar seeds and as
 # multi-member gzip / multi-frame zstd streams.
 python3 "$SRC/tests/integration/mkhostile.py" --seeds "$C/fuzz_tar"
+# sizes that wrapped the data file's offsets: fuzz_layer_stream checks extents
+seed none-hostile-sparse-wrap.tar 000 <"$C/fuzz_tar/hostile-sparse-wrap.tar"
 if [ "$(id -u)" = 0 ]; then
 	python3 "$SRC/tests/integration/mkcorpus.py" "$tmp/corpus"
 	for i in 0 1 3; do

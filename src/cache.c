@@ -1,6 +1,7 @@
 /* cache.c - see cache.h for the layout and its invariant. */
 #include "cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -258,12 +259,47 @@ static sf_ret write_index(const char *work_dir, const struct sf_index *idx, stru
 	return r;
 }
 
+/* Write len bytes to an open fd and fsync it: 0 or the real -errno (a full
+ * disk must say ENOSPC: the pull keeps its spool for a resume then, and the
+ * message tells the user why). */
+static sf_ret write_all_sync(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+/* A JSON document into a new file at path, synced.  0 or -errno. */
+static sf_ret write_json(const char *path, const json_t *doc, size_t flags)
+{
+	_cleanup_free_ char *text = json_dumps(doc, flags);
+	int fd;
+	sf_ret r;
+
+	if (!text)
+		return -ENOMEM;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	r = write_all_sync(fd, text, strlen(text));
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	return r;
+}
+
 static sf_ret write_meta(const char *work_dir, const struct sf_layer_desc *desc,
 			 const struct sf_index *idx, uint64_t diff_size, struct sf_error *err)
 {
 	_cleanup_free_ char *path = path_join(work_dir, "meta.json", NULL);
 	json_t *meta;
-	int rc;
+	sf_ret r;
 
 	if (!path)
 		return sf_fail(err, ENOMEM, "out of memory");
@@ -274,10 +310,10 @@ static sf_ret write_meta(const char *work_dir, const struct sf_layer_desc *desc,
 			 (json_int_t)(idx->n_dentries - 1), "completed_at", (json_int_t)time(NULL));
 	if (!meta)
 		return sf_fail(err, ENOMEM, "out of memory");
-	rc = json_dump_file(meta, path, JSON_INDENT(2));
+	r = write_json(path, meta, JSON_INDENT(2));
 	json_decref(meta);
-	if (rc < 0 || fsync_path(path) < 0)
-		return sf_fail(err, EIO, "cannot write %s", path);
+	if (r < 0)
+		return sf_fail(err, -r, "cannot write %s: %s", path, strerror(-r));
 	return 0;
 }
 
@@ -297,12 +333,19 @@ sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_des
 		r = write_meta(work_dir, desc, idx, diff_size, err);
 	if (r < 0)
 		return r;
-	if (fsync_path(data) < 0 || fsync_path(work_dir) < 0)
-		return sf_fail(err, EIO, "cache dir %s: cannot sync %s", c->root, work_dir);
+	r = fsync_path(data);
+	if (r == 0)
+		r = fsync_path(work_dir);
+	if (r < 0)
+		return sf_fail(err, -r, "cache dir %s: cannot sync %s: %s", c->root, work_dir,
+			       strerror(-r));
 	sf_cache_remove_tree(final); /* a leftover that failed meta_matches */
 	if (rename(work_dir, final) < 0)
 		return sf_fail(err, errno, "cache dir %s: cannot rename %s to %s: %s", c->root,
 			       work_dir, final, strerror(errno));
+	/* Best effort: the layer is complete and visible now; failing it here
+	 * would leave layers/ holding a layer whose pull "failed".  A crash
+	 * before the directory reaches the disk only costs a new pull. */
 	fsync_path(layers);
 	/* Only now: a kill during the syncs above must not lose the verified
 	 * download (the next pull resumes from spool + map).  A kill right
@@ -311,7 +354,17 @@ sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_des
 	return 0;
 }
 
-/* ---- resolved references ---- */
+/* ---- resolved references ----
+ * images/<hex>.json is replaced atomically: written to a temporary file
+ * images/<hex>.json.tmp.XXXXXX, fsynced, renamed over it.  The writer
+ * holds an flock on the temporary file from right after creating it until
+ * after the rename, so one nobody holds is the leftover of a crash (a pid
+ * in the name would not tell: processes sharing a cache may live in
+ * different pid namespaces, as the store's DaemonSet and the host do).
+ * Since the file exists a moment before it is locked, only one at least
+ * IMAGE_TMP_STALE_SEC old counts. */
+#define IMAGE_TMP_MARK ".json.tmp."
+#define IMAGE_TMP_STALE_SEC 60
 
 static char *image_path(const struct sf_cache *c, const char *ref)
 {
@@ -322,27 +375,91 @@ static char *image_path(const struct sf_cache *c, const char *ref)
 	return asprintf(&s, "%s/images/%s.json", c->root, sf_digest_hex(digest)) < 0 ? NULL : s;
 }
 
+/* Remove temporary file `name` of dirfd if it is a crash's leftover. */
+static bool remove_if_stale(int dirfd, const char *name, time_t now)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	bool stale;
+
+	if (fd < 0)
+		return false;
+	stale = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		st.st_mtime <= now - IMAGE_TMP_STALE_SEC && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		unlinkat(dirfd, name, 0) == 0;
+	close(fd);
+	return stale;
+}
+
+unsigned sf_cache_clean_image_tmp(const struct sf_cache *c, FILE *log)
+{
+	_cleanup_free_ char *dir = path_join(c->root, "images", NULL);
+	DIR *dp = dir ? opendir(dir) : NULL;
+	time_t now = time(NULL);
+	struct dirent *d;
+	unsigned n = 0;
+
+	if (!dp)
+		return 0;
+	while ((d = readdir(dp))) {
+		if (!strstr(d->d_name, IMAGE_TMP_MARK) ||
+		    !remove_if_stale(dirfd(dp), d->d_name, now))
+			continue;
+		n++;
+		if (log)
+			fprintf(log, "removed stale images/%s\n", d->d_name);
+	}
+	closedir(dp);
+	return n;
+}
+
+/* Write doc to a new locked temporary file next to path, fsync it and
+ * rename it over path.  0 or -errno. */
+static sf_ret replace_json(const char *path, const json_t *doc)
+{
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT);
+	int fd;
+	sf_ret r;
+
+	if (!text || asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
+		return -ENOMEM;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = flock(fd, LOCK_EX) < 0 || fchmod(fd, 0644) < 0 ? -errno : 0;
+	if (r == 0)
+		r = write_all_sync(fd, text, strlen(text));
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+	close(fd); /* after the rename: the lock marks the file as being written */
+	return r;
+}
+
 sf_ret sf_cache_save_image(const struct sf_cache *c, const struct sf_image *img,
 			   struct sf_error *err)
 {
 	_cleanup_free_ char *path = image_path(c, img->ref);
-	_cleanup_free_ char *tmp = NULL;
+	_cleanup_free_ char *dir = path_join(c->root, "images", NULL);
 	json_t *doc;
-	int rc;
+	sf_ret r;
 
-	if (!path || asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
+	if (!path || !dir)
 		return sf_fail(err, ENOMEM, "out of memory");
+	sf_cache_clean_image_tmp(c, NULL);
 	doc = json_pack("{s:s, s:s, s:s, s:s, s:I}", "ref", img->ref, "manifest_digest",
 			img->manifest_digest, "manifest", img->manifest_json, "config",
 			img->config_json, "saved_at", (json_int_t)time(NULL));
 	if (!doc)
 		return sf_fail(err, ENOMEM, "out of memory");
-	rc = json_dump_file(doc, tmp, JSON_COMPACT);
+	r = replace_json(path, doc);
 	json_decref(doc);
-	if (rc < 0 || rename(tmp, path) < 0) {
-		unlink(tmp);
-		return sf_fail(err, EIO, "cache dir %s: cannot write %s", c->root, path);
-	}
+	if (r < 0)
+		return sf_fail(err, -r, "cache dir %s: cannot write %s: %s", c->root, path,
+			       strerror(-r));
+	fsync_path(dir); /* best effort: a lost rename only costs the offline copy */
 	return 0;
 }
 

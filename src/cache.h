@@ -18,7 +18,8 @@
  *                        its mtime is the last use (cache_gc.h)
  *   images/<hex>.json    the last resolve of a reference (hex = sha256 of
  *                        the normalised reference): manifest and config
- *                        documents, used when the registry cannot be reached
+ *                        documents, used when the registry cannot be reached;
+ *                        replaced through images/<hex>.json.tmp.XXXXXX
  *
  * Invariant: a directory appears under layers/ only by rename() of a tmp/
  * directory whose blob digest and diff_id were both verified and whose
@@ -42,6 +43,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "error.h"
@@ -86,6 +88,9 @@ sf_ret sf_cache_commit_layer(const struct sf_cache *c, const struct sf_layer_des
 /* Remember / recall the documents of a resolved reference (img->ref). */
 sf_ret sf_cache_save_image(const struct sf_cache *c, const struct sf_image *img,
 			   struct sf_error *err);
+/* Remove images/ temporary files left by a crash while saving (see
+ * cache.c); each is reported on `log` (may be NULL).  Returns how many. */
+unsigned sf_cache_clean_image_tmp(const struct sf_cache *c, FILE *log);
 /* -ENOENT when the reference was never resolved with this cache. */
 sf_ret sf_cache_load_image(const struct sf_cache *c, const char *ref, struct sf_image *img,
 			   time_t *saved_at, struct sf_error *err);

@@ -18,6 +18,7 @@
 #include "digest.h"
 
 #define HEX_LEN 64
+#define GRAVE_PREFIX "gc."
 
 static char *lock_path(const struct sf_cache *c, const char *hex, const char *suffix)
 {
@@ -92,6 +93,34 @@ static bool is_hex_name(const char *s)
 	return n == HEX_LEN && s[n] == '\0';
 }
 
+/* gc.<hex>.<digits>: a layer gc renamed out of layers/ to delete it. */
+static bool is_grave_name(const char *s)
+{
+	size_t n, d;
+
+	if (strncmp(s, GRAVE_PREFIX, strlen(GRAVE_PREFIX)) != 0)
+		return false;
+	s += strlen(GRAVE_PREFIX);
+	n = strspn(s, "0123456789abcdef");
+	if (n != HEX_LEN || s[n] != '.')
+		return false;
+	d = strspn(s + n + 1, "0123456789");
+	return d > 0 && d <= 10 && s[n + 1 + d] == '\0';
+}
+
+/* Is directory path flock()ed by someone (a gc deleting it)? */
+static bool dir_lock_held(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	bool held;
+
+	if (fd < 0)
+		return false;
+	held = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+	close(fd);
+	return held;
+}
+
 /* Is someone holding a lock on locks/<hex>.<suffix>?  Probed by taking it
  * exclusive without waiting, and letting go at once. */
 static bool lock_held(const struct sf_cache *c, const char *hex, const char *suffix)
@@ -144,15 +173,25 @@ static sf_ret scan(const struct sf_cache *c, bool complete, struct sf_cache_entr
 		return sf_fail(err, errno, "cache dir %s: cannot read %s: %s", c->root, dir,
 			       strerror(errno));
 	while (r == 0 && (d = readdir(dp))) {
-		struct sf_cache_entry e = { .complete = complete };
+		struct sf_cache_entry e = { .state = complete ? SF_CACHE_COMPLETE
+							      : SF_CACHE_PARTIAL };
 		_cleanup_free_ char *path = NULL, *use = NULL, *map = NULL;
-		if (!is_hex_name(d->d_name))
-			continue; /* ".", "..", gc.* leftovers of an interrupted gc */
-		if (asprintf(&path, "%s/%s", dir, d->d_name) < 0)
+		bool grave = !complete && is_grave_name(d->d_name);
+		if (!grave && !is_hex_name(d->d_name))
+			continue; /* ".", "..", whatever is not ours */
+		if (asprintf(&path, "%s/%s", dir, d->d_name) < 0) {
+			closedir(dp);
 			return sf_fail(err, ENOMEM, "out of memory");
-		memcpy(e.hex, d->d_name, HEX_LEN + 1);
+		}
+		memcpy(e.hex, d->d_name + (grave ? strlen(GRAVE_PREFIX) : 0), HEX_LEN);
+		e.hex[HEX_LEN] = '\0';
+		memcpy(e.name, d->d_name, strlen(d->d_name) + 1); /* checked: < 80 bytes */
 		e.disk = disk_usage(path);
-		if (complete) {
+		if (grave) {
+			e.state = SF_CACHE_REMOVING;
+			e.last_use = mtime_of(path);
+			e.in_use = dir_lock_held(path);
+		} else if (complete) {
 			use = lock_path(c, e.hex, "use");
 			e.last_use = mtime_of(use);
 			if (!e.last_use && asprintf(&map, "%s/meta.json", path) >= 0)
@@ -204,6 +243,26 @@ sf_ret sf_cache_list(const struct sf_cache *c, struct sf_cache_entry **out, size
 
 /* ---- gc ---- */
 
+/* Remove tmp/gc.<hex>.<pid>/ if no gc is deleting it (we get its lock):
+ * the gc that renamed it there was killed. */
+static bool remove_grave(const struct sf_cache *c, const struct sf_cache_entry *e)
+{
+	_cleanup_free_ char *dir = NULL;
+	int fd = -1;
+	bool done = false;
+
+	if (asprintf(&dir, "%s/tmp/%s", c->root, e->name) >= 0)
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		sf_cache_remove_tree(dir);
+		done = access(dir, F_OK) < 0;
+	}
+	close(fd);
+	return done;
+}
+
 /* Remove tmp/<hex>/ if nobody pulls it (we get its lock). */
 static bool remove_partial(const struct sf_cache *c, const struct sf_cache_entry *e)
 {
@@ -222,24 +281,31 @@ static bool remove_partial(const struct sf_cache *c, const struct sf_cache_entry
 	return done;
 }
 
-/* Remove layers/<hex>/ if no mount uses it (we get its use lock). */
+/* Remove layers/<hex>/ if no mount uses it (we get its use lock): rename
+ * it to tmp/gc.<hex>.<pid>/, holding a lock on the directory itself until
+ * it is deleted (cache_gc.h), and let go of the use lock at once. */
 static bool remove_complete(const struct sf_cache *c, const struct sf_cache_entry *e)
 {
 	_cleanup_free_ char *upath = lock_path(c, e->hex, "use");
 	_cleanup_free_ char *dir = NULL, *grave = NULL;
-	int fd = upath ? open(upath, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+	int use = upath ? open(upath, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+	int dfd = -1;
 	bool done = false;
 
-	if (fd < 0)
+	if (use < 0)
 		return false;
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+	if (flock(use, LOCK_EX | LOCK_NB) == 0 &&
 	    asprintf(&dir, "%s/layers/%s", c->root, e->hex) >= 0 &&
-	    asprintf(&grave, "%s/tmp/gc.%s.%d", c->root, e->hex, (int)getpid()) >= 0 &&
-	    rename(dir, grave) == 0) {
-		sf_cache_remove_tree(grave);
+	    asprintf(&grave, "%s/tmp/" GRAVE_PREFIX "%s.%d", c->root, e->hex, (int)getpid()) >= 0)
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* nobody else locks a layer's directory while we hold its use lock */
+	if (dfd >= 0 && flock(dfd, LOCK_EX | LOCK_NB) == 0 && rename(dir, grave) == 0)
 		done = true;
-	}
-	close(fd);
+	close(use); /* a new mount of the layer need not wait for the deletion */
+	if (done)
+		sf_cache_remove_tree(grave);
+	if (dfd >= 0)
+		close(dfd);
 	return done;
 }
 
@@ -259,11 +325,20 @@ sf_ret sf_cache_gc(const struct sf_cache *c, uint64_t max_size, FILE *log, uint6
 	sf_ret r;
 
 	*freed = 0;
+	sf_cache_clean_image_tmp(c, log);
 	r = sf_cache_list(c, &v, &n, err);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		if (!v[i].complete && remove_partial(c, &v[i])) {
+		if (v[i].state == SF_CACHE_REMOVING) {
+			/* a live gc's is going away too: not counted either way */
+			if (remove_grave(c, &v[i])) {
+				*freed += v[i].disk;
+				report(log, "what a killed gc left of", &v[i]);
+			}
+			continue;
+		}
+		if (v[i].state == SF_CACHE_PARTIAL && remove_partial(c, &v[i])) {
 			*freed += v[i].disk;
 			report(log, "partial pull", &v[i]);
 			continue;
@@ -272,7 +347,7 @@ sf_ret sf_cache_gc(const struct sf_cache *c, uint64_t max_size, FILE *log, uint6
 	}
 	/* v is least recently used first */
 	for (size_t i = 0; i < n && total > max_size; i++) {
-		if (!v[i].complete || !remove_complete(c, &v[i]))
+		if (v[i].state != SF_CACHE_COMPLETE || !remove_complete(c, &v[i]))
 			continue;
 		*freed += v[i].disk;
 		total -= v[i].disk;
@@ -319,11 +394,10 @@ int sf_cache_ls_main(const char *dir)
 		char state[32], fetched[32] = "-";
 		if (v[i].last_use)
 			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&v[i].last_use));
-		if (v[i].complete)
-			snprintf(state, sizeof(state), "complete");
-		else
-			snprintf(state, sizeof(state), "partial");
-		if (!v[i].complete) /* blob bytes a resumed pull will not fetch again */
+		static const char *states[] = { "complete", "partial", "removing" };
+		snprintf(state, sizeof(state), "%s", states[v[i].state]);
+		if (v[i].state ==
+		    SF_CACHE_PARTIAL) /* blob bytes a resumed pull will not fetch again */
 			snprintf(fetched, sizeof(fetched), "%llu", (unsigned long long)v[i].persisted);
 		printf("sha256:%s %12llu %-8s %12s %-20s %s\n", v[i].hex,
 		       (unsigned long long)v[i].disk, state, fetched, when, v[i].in_use ? "yes" : "no");

@@ -498,6 +498,31 @@ static sf_ret entry_error(struct sf_error *err, sf_ret r, const struct sf_tar_en
 	}
 }
 
+/* [off, off + size) lies inside the capped data file. */
+static bool extent_ok(uint64_t off, uint64_t size)
+{
+	return size <= SF_INDEX_MAX_DATA_SIZE && off <= SF_INDEX_MAX_DATA_SIZE - size;
+}
+
+sf_ret sf_index_place_data(uint64_t *data_end, uint64_t size, uint64_t *off)
+{
+	uint64_t base;
+
+	if (size == 0) {
+		*off = 0;
+		return 0;
+	}
+	/* *data_end is at most the cap, so aligning it cannot wrap */
+	if (*data_end > SF_INDEX_MAX_DATA_SIZE)
+		return -EFBIG;
+	base = (*data_end + SF_INDEX_DATA_ALIGN - 1) & ~(uint64_t)(SF_INDEX_DATA_ALIGN - 1);
+	if (!extent_ok(base, size))
+		return -EFBIG;
+	*off = base;
+	*data_end = base + size;
+	return 0;
+}
+
 sf_ret sf_index_add(struct sf_index *idx, const struct sf_tar_entry *e, uint64_t data_off,
 		    struct sf_error *err)
 {
@@ -512,6 +537,9 @@ sf_ret sf_index_add(struct sf_index *idx, const struct sf_tar_entry *e, uint64_t
 		return sf_fail(err, ENOMEM, "out of memory");
 	if (e->uid > UINT32_MAX || e->gid > UINT32_MAX)
 		return entry_error(err, -EOVERFLOW, e, NULL);
+	if (e->type == SF_TAR_REG && !extent_ok(data_off, e->size))
+		return sf_fail(err, EFBIG, "tar entry %s: data extent past the layer's data limit",
+			       e->path);
 	n = split_path(path, parts, SF_INDEX_MAX_DEPTH);
 	if (n < 0)
 		return entry_error(err, n, e, NULL);
@@ -717,6 +745,9 @@ static void load_inode(struct cursor *c, struct sf_inode *ino)
 	ino->gid = get_u32(c);
 	get(c, &ino->size, 8);
 	get(c, &ino->data_off, 8);
+	/* reads compute data_off + offset as an off_t */
+	if (S_ISREG(ino->mode) && !extent_ok(ino->data_off, ino->size))
+		c->bad = true;
 	get(c, &ino->mtime_sec, 8);
 	ino->mtime_nsec = get_u32(c);
 	ino->rdev_major = get_u32(c);

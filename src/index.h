@@ -34,6 +34,18 @@
 #define SF_INDEX_MAX_INODES (64u * 1024 * 1024) /* per layer; ids are 32-bit */
 #define SF_INDEX_MAX_DEPTH 4096			 /* path components */
 
+/* The data file (cache.h) holds every regular file's bytes in its own
+ * extent [data_off, data_off + size), 4 KiB aligned, one after the other.
+ * Its logical size, holes of sparse files included, is capped, so that no
+ * offset + size can wrap and no two extents can overlap whatever sizes a
+ * hostile layer declares: a sparse entry without data may claim 2^63 - 1
+ * bytes, and two of them used to wrap the next file's offset back onto
+ * the first's.  1 EiB is 2^16 times ext4's largest file, far beyond any
+ * real sparse file (lastlog of a 2^32 uid: ~1.2 TiB), and well below
+ * off_t's 2^63. */
+#define SF_INDEX_DATA_ALIGN 4096u
+#define SF_INDEX_MAX_DATA_SIZE (1ull << 60)
+
 struct sf_xattr {
 	char *name;
 	unsigned char *value;
@@ -83,9 +95,16 @@ struct sf_index *sf_index_new(void);
 void sf_index_free(struct sf_index *idx);
 
 /* Add one tar entry.  For a regular file, data_off is where its content
- * already sits in the data file.  Errors name the entry. */
+ * already sits in the data file (sf_index_place_data); an extent past
+ * SF_INDEX_MAX_DATA_SIZE is refused.  Errors name the entry. */
 sf_ret sf_index_add(struct sf_index *idx, const struct sf_tar_entry *e, uint64_t data_off,
 		    struct sf_error *err);
+
+/* Place a regular file of `size` bytes after the files that end at
+ * *data_end: *off receives its offset (0 for an empty file, which takes no
+ * room) and *data_end the new end.  -EFBIG, with nothing changed, when it
+ * would end past SF_INDEX_MAX_DATA_SIZE. */
+sf_ret sf_index_place_data(uint64_t *data_end, uint64_t size, uint64_t *off);
 
 /* Child of directory `dir` called `name`; returns the inode id or 0. */
 uint32_t sf_index_lookup(const struct sf_index *idx, uint32_t dir, const char *name);

@@ -36,7 +36,6 @@
  * (writer.h); smaller ones directly, as the hand-over would cost more
  * than the write. */
 #define ASYNC_WRITE_MIN (1u << 20)
-#define DATA_ALIGN 4096
 
 struct spool_reader {
 	struct sf_blob *blob;
@@ -200,11 +199,16 @@ static sf_ret copy_file_data_async(struct pull *p, const struct sf_tar_entry *e,
 static sf_ret copy_file_data(struct pull *p, const struct sf_tar_entry *e, uint64_t *off_out,
 			     struct sf_error *err)
 {
-	uint64_t base = (p->data_end + DATA_ALIGN - 1) & ~(uint64_t)(DATA_ALIGN - 1);
-	uint64_t off;
+	uint64_t base, off, end = p->data_end;
 	ssize_t n;
 
-	*off_out = e->size ? base : 0;
+	/* before any arithmetic on the declared size (index.h) */
+	if (sf_index_place_data(&end, e->size, &base) < 0)
+		return sf_fail(err, EFBIG,
+			       "tar entry %s: %" PRIu64 " bytes would take the layer's files past "
+			       "%llu bytes in all (holes of sparse files count)",
+			       e->path, e->size, SF_INDEX_MAX_DATA_SIZE);
+	*off_out = base;
 	n = 0;
 	if (e->size >= ASYNC_WRITE_MIN) {
 		sf_ret r = copy_file_data_async(p, e, base, err);
@@ -229,11 +233,13 @@ static sf_ret copy_file_data(struct pull *p, const struct sf_tar_entry *e, uint6
 		return (sf_ret)n;
 	if (e->size == 0)
 		return 0;
-	/* a sparse file may end in a hole: the data file must reach its end */
-	if (ftruncate(p->l->data_fd, (off_t)(base + e->size)) < 0 && errno != EINVAL)
-		return sf_fail(err, errno, "cache dir %s: cannot extend data: %s",
-			       p->l->cache->root, strerror(errno));
-	p->data_end = base + e->size;
+	/* A sparse file may end in a hole: the data file must reach its end.
+	 * The length is positive and capped far below off_t's limit, so any
+	 * error is real (EFBIG: a file system with smaller files; EIO...). */
+	if (ftruncate(p->l->data_fd, (off_t)end) < 0)
+		return sf_fail(err, errno, "tar entry %s: cache dir %s: cannot extend data: %s",
+			       e->path, p->l->cache->root, strerror(errno));
+	p->data_end = end;
 	return 0;
 }
 

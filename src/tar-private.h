@@ -107,6 +107,8 @@ struct sf_tar {
 	struct sf_tar_entry entry;
 	size_t xattr_cap;
 	char ename[ENAME_MAX]; /* entry name for messages; "" when unknown */
+	char prev_ename[ENAME_MAX]; /* the entry before, "" at the start: locates
+				       a header that cannot name itself */
 	bool has_data;         /* a regular file whose data is handed out */
 	uint64_t body_left;    /* body bytes not consumed yet */
 	uint64_t pad_left;     /* padding after the body */
@@ -122,7 +124,8 @@ struct sf_tar {
 
 /* ---- tar.c ---- */
 
-/* Errors: set t->fail (naming the entry, else the header's offset). */
+/* Errors: set t->fail (naming the entry, else the header's offset and the
+ * entry before it). */
 sf_ret tar_fail(struct sf_tar *t, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 sf_ret tar_truncated(struct sf_tar *t);

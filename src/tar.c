@@ -109,24 +109,56 @@ const char *tar_quote(char out[QUOTE_MAX], const char *s, size_t n)
 	return out;
 }
 
+/* Where a failure at archive offset `off` is, for messages: the entry whose
+ * headers or data were being read; else (a header that cannot be trusted to
+ * name itself, e.g. a bad checksum) the offset, and the entry before it,
+ * since tools that list an archive show entries, not offsets. */
+static const char *where(const struct sf_tar *t, uint64_t off, char *buf, size_t len)
+{
+	if (t->ename[0])
+		snprintf(buf, len, "tar entry %s", t->ename);
+	else if (t->prev_ename[0])
+		snprintf(buf, len, "tar archive offset %" PRIu64 " (after entry %s)", off,
+			 t->prev_ename);
+	else
+		snprintf(buf, len, "tar archive offset %" PRIu64, off);
+	return buf;
+}
+
 sf_ret tar_fail(struct sf_tar *t, int code, const char *fmt, ...)
 {
-	char what[SF_ERROR_MSG_MAX];
+	char what[SF_ERROR_MSG_MAX], at[ENAME_MAX * 2 + 64];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	if (t->ename[0])
-		return sf_fail(&t->fail, code, "tar entry %s: %s", t->ename, what);
-	return sf_fail(&t->fail, code, "tar archive offset %" PRIu64 ": %s", t->hdr_pos, what);
+	return sf_fail(&t->fail, code, "%s: %s", where(t, t->hdr_pos, at, sizeof(at)), what);
 }
 
 sf_ret tar_truncated(struct sf_tar *t)
 {
 	if (t->ename[0])
 		return sf_fail(&t->fail, EIO, "truncated tar archive in entry %s", t->ename);
+	if (t->prev_ename[0])
+		return sf_fail(&t->fail, EIO,
+			       "truncated tar archive at offset %" PRIu64 " (after entry %s)",
+			       t->pos, t->prev_ename);
 	return sf_fail(&t->fail, EIO, "truncated tar archive at offset %" PRIu64, t->pos);
+}
+
+/* The source failed (a corrupt or truncated compressed stream, a
+ * decompression bomb, a failed download): its message says what, this
+ * says where in the archive.  At the very start there is nothing to add. */
+static void source_failed(struct sf_tar *t, ssize_t n)
+{
+	char at[ENAME_MAX * 2 + 64];
+
+	if (!t->ename[0] && !t->prev_ename[0])
+		return;
+	if (!t->fail.msg[0])
+		sf_fail(&t->fail, (int)-n, "%s", strerror((int)-n));
+	sf_error_prefix(&t->fail, "%s", where(t, t->pos, at, sizeof(at)));
 }
 
 sf_ret tar_no_memory(struct sf_tar *t)
@@ -166,8 +198,10 @@ ssize_t tar_src_some(struct sf_tar *t, void *buf, size_t len)
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
 	n = sf_read(t->src, buf, len, &t->fail);
-	if (n < 0)
+	if (n < 0) {
+		source_failed(t, n);
 		return n;
+	}
 	if ((size_t)n > len)
 		return tar_fail(t, EIO, "source returned more bytes than asked for");
 	t->pos += (uint64_t)n;
@@ -862,6 +896,8 @@ int sf_tar_next(struct sf_tar *t, const struct sf_tar_entry **entry, struct sf_e
 		return report(t, r, err);
 	free_entry(t);
 	free_pending(t);
+	if (t->ename[0])
+		memcpy(t->prev_ename, t->ename, sizeof(t->prev_ename));
 	t->ename[0] = '\0';
 	r = read_entry(t);
 	free_pending(t);

@@ -9,6 +9,11 @@
 #   - partial pulls (tmp/<hex>/) nobody pulls are removed by gc; one whose
 #     lock is held (a pull in progress, here `flock` on locks/<hex>.lock)
 #     is kept;
+#   - what a killed gc left (tmp/gc.<hex>.<dead pid>/) is listed as
+#     "removing" and removed by the next gc; one a live gc holds is kept;
+#     a stale temporary file under images/ is removed;
+#   - gc lets go of a layer's use lock right after renaming it out of
+#     layers/: the lock is free while the layer is still being deleted;
 #   - gc --max-size 0 removes every layer not in use and none in use: the
 #     live mount still serves its files byte-exact afterwards;
 #   - least recently used first: with last-use times set explicitly (the
@@ -102,8 +107,82 @@ check "gc: complete layers kept under a large max size" test -d "$CACHE/layers/$
 kill "$HOLDER"
 wait "$HOLDER" 2>/dev/null || true
 
-# ---- max size 0: everything not in use goes, what slow uses stays
-check "gc --max-size 0: succeeds" sfc gc --max-size 0
+# ---- what a killed gc left (tmp/gc.<hex>.<pid>/, its pid dead), one a
+# live gc is deleting (it holds a flock on the directory), and a stale
+# temporary file of a saved reference (images/*.json.tmp.*, unlocked, old)
+DEADPID=$(python3 -c '
+import os
+for p in range(int(open("/proc/sys/kernel/pid_max").read()) - 1, 1, -1):
+    try:
+        os.kill(p, 0)
+    except ProcessLookupError:
+        print(p)
+        break
+    except PermissionError:
+        pass')
+G1=$(printf 'c%.0s' {1..64})
+G2=$(printf 'd%.0s' {1..64})
+GRAVE1=$CACHE/tmp/gc.$G1.$DEADPID
+GRAVE2=$CACHE/tmp/gc.$G2.$$
+mkdir -p "$GRAVE1/sub" "$GRAVE2"
+head -c 100000 /dev/urandom >"$GRAVE1/sub/data"
+head -c 100000 /dev/urandom >"$GRAVE2/data"
+python3 -c 'import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); time.sleep(600)' \
+	"$GRAVE2" &
+GHOLDER=$!
+BG_PIDS+=($GHOLDER)
+STALE_IMG=$CACHE/images/$G1.json.tmp.Zz9Yy8
+echo '{"ref": "half writ' >"$STALE_IMG"
+touch -d '1 hour ago' "$STALE_IMG"
+for ((i = 0; i < 50; i++)); do ls_has "$G2" removing yes 2>/dev/null && break; sleep 0.1; done
+check "ls: what a killed gc left is listed as removing, not in use" ls_has "$G1" removing no
+check "ls: what a live gc is deleting is listed as removing, in use" ls_has "$G2" removing yes
+check "gc: succeeds" sfc gc --max-size 100G
+check "gc: removed what the killed gc left" test ! -e "$GRAVE1"
+check "gc: kept what a live gc is deleting" test -f "$GRAVE2/data"
+check "gc: removed the stale temporary file under images/" test ! -e "$STALE_IMG"
+check "gc: complete layers still kept under a large max size" test -d "$CACHE/layers/$FLIP1"
+kill "$GHOLDER"
+wait "$GHOLDER" 2>/dev/null || true
+check "gc: ... and once that gc is gone, removes it too" sfc gc --max-size 100G
+check "gc: ... (gone)" test ! -e "$GRAVE2"
+
+# ---- max size 0: everything not in use goes, what slow uses stays.
+# gc lets go of a layer's use lock right after renaming it out of layers/,
+# so a mount of it need not wait for the deletion: with 20000 files in
+# blobflip's layer 1 the deletion takes a while, and meanwhile the use
+# lock must be free (taken shared while tmp/gc.<hex>.* still exists).
+python3 -c 'import os, sys
+os.makedirs(sys.argv[1])
+for i in range(20000):
+    open("%s/%05d" % (sys.argv[1], i), "w").close()' "$CACHE/layers/$FLIP1/junk"
+use_free_during_delete() {
+	python3 - "$CACHE" "$FLIP1" "$SOCI_FUSE" <<'EOF'
+import fcntl, os, subprocess, sys
+cache, hexd, exe = sys.argv[1:]
+use = open("%s/locks/%s.use" % (cache, hexd))
+gc = subprocess.Popen(["timeout", "60", exe, "cache", "gc", "--max-size", "0", "--cache", cache],
+                      stdout=subprocess.DEVNULL)
+grave = lambda: any(n.startswith("gc.%s." % hexd) for n in os.listdir(cache + "/tmp"))
+seen = False
+while gc.poll() is None and not seen:
+    if not grave():  # (probing earlier would make gc find the layer in use)
+        continue
+    try:
+        fcntl.flock(use, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        continue
+    seen = grave()  # holding the use lock, and the layer is still being deleted
+    fcntl.flock(use, fcntl.LOCK_UN)
+rc = gc.wait()
+if rc != 0 or not seen:
+    print("gc exit %d; use lock free while the layer was being deleted: %s" % (rc, seen),
+          file=sys.stderr)
+    sys.exit(1)
+EOF
+}
+check "gc --max-size 0: succeeds, and the use lock is free while the layer is deleted" \
+	use_free_during_delete
 check "gc: layers not in use removed" ls_absent "$FLIP1"
 check "gc: ... midflip's too" test ! -e "$CACHE/layers/$MID1" -a ! -e "$CACHE/layers/$MBASE"
 check "gc: partial pull no longer locked is removed now" test ! -e "$CACHE/tmp/$P2"

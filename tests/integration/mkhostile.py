@@ -13,7 +13,9 @@ kind "layer": the mount succeeds and the LAST layer must fail, with an error
   the layer digest `layer`; "mount": the mount itself must fail with one
   line on stderr containing `expect`; "ok": the image must mount and
   complete (absolute names, a huge directory).
-opts are extra soci-fuse mount options (limits lowered for the test).
+opts are extra soci-fuse mount options (limits lowered for the test);
+cache_fs "tmpfs": the case's cache is a tmpfs of its own; probe: the layer
+fails only at its end, hostile.sh probes entries opened before that.
 Every image but the JSON cases has a good layer 0 below the hostile one,
 which must still be served.
 """
@@ -103,6 +105,17 @@ def main():
                 (mc.ti("lnk/evil"), b"written through a symlink\n")), entry="lnk/evil")
     case("deep-path", "layer", "path components",
          tar_of((mc.ti("d/" * 10000 + "f"), b"deep\n")), entry="d/d/d")
+    # data-less sparse entries claiming 2^63 - 1 bytes each, then a file:
+    # without a cap on the data file its offsets wrap where files may be
+    # that large (tmpfs, XFS: the case's cache is a tmpfs) and "victim"
+    # lands on huge1's offset, so huge1 serves victim's bytes
+    def sparse_no_data(name):
+        return (pax_raw(rec(b"GNU.sparse.size", b"%d" % (2**63 - 1)) +
+                        rec(b"GNU.sparse.numblocks", b"0")) + mc.raw_header(name))
+    case("sparse-wrap", "layer", "layer's files past",
+         tar_of(sparse_no_data(b"huge1"), sparse_no_data(b"huge2"),
+                (mc.ti("victim"), b"victim's bytes\n")), entry="huge1")
+    cases[-1]["cache_fs"] = "tmpfs"
     # ---- hard links
     case("link-missing", "layer", "missing entry nope",
          tar_of((mc.ti("l", L, linkname="nope"), b"")), entry="l")
@@ -126,16 +139,23 @@ def main():
     badoct = bytearray(mc.raw_header(b"badmode"))
     badoct[100:108] = b"12x4567\0"
     case("mode-garbage", "layer", "invalid mode", tar_of(fix_sum(badoct)), entry="badmode")
+    # a header with a bad checksum cannot be trusted to name itself: the
+    # error gives its offset and names the entry before it
     case("bad-checksum", "layer", "checksum",
-         tar_of(mc.raw_header(b"ok") [:148] + b"0000000\0" + mc.raw_header(b"ok")[156:]))
+         tar_of((mc.ti("first"), b"x"),
+                mc.raw_header(b"ok")[:148] + b"0000000\0" + mc.raw_header(b"ok")[156:]),
+         entry="first")
     # ---- PAX
+    # the records belong to the entry whose header follows them
     case("pax-huge-record", "layer", "PAX record length",
-         tar_of(pax_raw(b"99999999999999999999 path=x\n"), (mc.ti("after"), b"x")))
+         tar_of(pax_raw(b"99999999999999999999 path=x\n"), (mc.ti("after"), b"x")),
+         entry="after")
     case("pax-record-past-header", "layer", "exceeds header size",
-         tar_of(pax_raw(b"1000 path=x\n"), (mc.ti("after"), b"x")))
+         tar_of(pax_raw(b"1000 path=x\n"), (mc.ti("after"), b"x")), entry="after")
+    # no entry follows: the extension header itself is named
     case("pax-header-huge", "layer", "exceeds limit",
          tar_of(mc.raw_header(b"PaxHeaders/x", typeflag=b"x", size=1 << 33,
-                              numfmt={"size": "b256"}), end=False))
+                              numfmt={"size": "b256"}), end=False), entry="PaxHeaders/x")
     case("xattr-huge", "layer", "exceeds limit",
          tar_of(pax_raw(rec(b"SCHILY.xattr.user.big", b"v" * 100000)) +
                 mc.raw_header(b"bigxattr") ), entry="bigxattr")
@@ -146,34 +166,55 @@ def main():
     zframe = mc.zstd(b"\0" * (64 << 20))
     bomb = (mc.zstd(mc.raw_header(b"zeros", size=24 * (64 << 20))) + zframe * 24 +
             mc.zstd(b"\0" * 1024))
-    case("bomb-zstd", "layer", "decompression bomb", bomb, comp="none-as-zstd", entry=None)
+    case("bomb-zstd", "layer", "decompression bomb", bomb, comp="none-as-zstd", entry="zeros")
     # 1.1 GiB of zeros as gzip members of 64 MiB each (~1.1 MB of blob):
     # within the default ratio, over --max-expansion-ratio 10
     gmember = gzip.compress(b"\0" * (64 << 20), 9, mtime=0)
     gbomb = (gzip.compress(mc.raw_header(b"zeros", size=18 * (64 << 20)), 9, mtime=0) +
              gmember * 18 + gzip.compress(b"\0" * 1024, 9, mtime=0))
     case("bomb-ratio", "layer", "decompression bomb", gbomb, comp="none-as-gzip",
-         opts=["--max-expansion-ratio", "10"])
+         opts=["--max-expansion-ratio", "10"], entry="zeros")
     many = tar_of(*[(mc.ti("m/%d" % i), b"") for i in range(300)])
     case("entries", "layer", "entries in the layer", many, opts=["--max-entries", "200"],
          entry="m/200")
+    # refused before a byte is fetched: no entry to name
     case("layer-size", "layer", "max-layer-size", GOOD, opts=["--max-layer-size", "10"])
     cases[-1]["layer0_fails"] = True
     # ---- compression and digests
     body = tar_of((mc.ti("data"), os.urandom(300000)))
+    # cut inside the data of "data"
     case("gzip-truncated", "layer", "gzip", gzip.compress(body, mtime=0)[:-20000],
-         comp="none-as-gzip")
-    case("zstd-truncated", "layer", "zstd", mc.zstd(body)[:-20000], comp="none-as-zstd")
-    # a gzip header, then a deflate block of the reserved type 3
+         comp="none-as-gzip", entry="data")
+    case("zstd-truncated", "layer", "zstd", mc.zstd(body)[:-20000], comp="none-as-zstd",
+         entry="data")
+    # a gzip header, then a deflate block of the reserved type 3: fails
+    # before the first tar header, so there is no entry to name
     case("gzip-garbage", "layer", "gzip",
          bytes.fromhex("1f8b0800000000000003") + b"\xff" * 5000, comp="none-as-gzip")
-    # diff_id that does not match
+    # diff_id that does not match (and below, a blob size the registry
+    # contradicts): about the whole blob, no entry to name
     d, m = mc.image(blobs, [GOOD, body], ["gzip", "gzip"], arch)
     cfg = json.loads(blobs.get(m["config"]["digest"]))
     cfg["rootfs"]["diff_ids"][1] = "sha256:" + "0" * 64
     m["config"] = blobs.add_json(cfg, mc.MT_OCI_CONFIG)
     d = blobs.add_json(m, mc.MT_OCI_MANIFEST)
     case("diff-id-mismatch", "layer", "diff_id mismatch", desc=d)
+    if not a.seeds:
+        cases[-1]["layer"] = m["layers"][1]["digest"]
+    # fails only at its end (wrong diff_id), after its entries were
+    # served: hostile.sh ("probe") fetches it through a throttling proxy,
+    # holds lnk, xf and xd open meanwhile, and checks that readlink,
+    # getxattr, listxattr, fstat and read on them get EIO once it failed
+    late = tar_of((mc.ti("lnk", S, 0o777, linkname="target"), b""),
+                  (mc.ti("xf", xattrs={"user.k": b"v"}), b"xattr file\n"),
+                  (mc.ti("xd/", D, 0o755), b""), (mc.ti("xd/.wh..wh..opq"), b""),
+                  (mc.ti("filler"), os.urandom(2 << 20)))
+    d, m = mc.image(blobs, [GOOD, late], ["gzip", "gzip"], arch)
+    cfg = json.loads(blobs.get(m["config"]["digest"]))
+    cfg["rootfs"]["diff_ids"][1] = "sha256:" + "1" * 64
+    m["config"] = blobs.add_json(cfg, mc.MT_OCI_CONFIG)
+    case("late-failure", "layer", "diff_id mismatch", desc=blobs.add_json(m, mc.MT_OCI_MANIFEST))
+    cases[-1]["probe"] = True
     if not a.seeds:
         cases[-1]["layer"] = m["layers"][1]["digest"]
     # the manifest says the blob is smaller than it is (a blob whose bytes

@@ -314,6 +314,67 @@ static void test_save_load_round_trip(void **state)
 	sf_index_free(idx);
 }
 
+/* Files are placed one after the other, aligned, and never past the cap:
+ * the sizes a data-less sparse entry may declare (2^63 - 1) used to wrap
+ * the next offset back onto an earlier file's. */
+static void test_data_placement(void **state)
+{
+	uint64_t end = 0, off = 1;
+
+	(void)state;
+	assert_int_equal(sf_index_place_data(&end, 0, &off), 0);
+	assert_true(off == 0 && end == 0); /* an empty file takes no room */
+	assert_int_equal(sf_index_place_data(&end, 1, &off), 0);
+	assert_true(off == 0 && end == 1);
+	assert_int_equal(sf_index_place_data(&end, 1, &off), 0);
+	assert_true(off == SF_INDEX_DATA_ALIGN && end == SF_INDEX_DATA_ALIGN + 1);
+	assert_int_equal(sf_index_place_data(&end, INT64_MAX, &off), -EFBIG);
+	assert_true(end == SF_INDEX_DATA_ALIGN + 1); /* unchanged */
+	assert_int_equal(sf_index_place_data(&end, UINT64_MAX, &off), -EFBIG);
+	/* exactly up to the cap, then not a byte more */
+	assert_int_equal(
+		sf_index_place_data(&end, SF_INDEX_MAX_DATA_SIZE - 2 * SF_INDEX_DATA_ALIGN, &off),
+		0);
+	assert_true(off == 2 * SF_INDEX_DATA_ALIGN && end == SF_INDEX_MAX_DATA_SIZE);
+	assert_int_equal(sf_index_place_data(&end, 1, &off), -EFBIG);
+	end = UINT64_MAX; /* never produced, but must not wrap either */
+	assert_int_equal(sf_index_place_data(&end, 1, &off), -EFBIG);
+}
+
+/* An extent past the cap is refused when added and when loaded from a
+ * cache file (reads add offsets to data_off as an off_t). */
+static void test_extent_past_cap_refused(void **state)
+{
+	struct sf_index *idx = sf_index_new(), *back = NULL;
+	struct sf_error err = { 0 };
+	struct sf_tar_entry f = entry("huge", SF_TAR_REG);
+	char path[] = "/tmp/sf-index-XXXXXX";
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	f.size = INT64_MAX;
+	assert_int_equal(sf_index_add(idx, &f, 0, &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "tar entry huge: "));
+	f.size = 10;
+	assert_int_equal(sf_index_add(idx, &f, SF_INDEX_MAX_DATA_SIZE - 9, &err), -EFBIG);
+	add_ok(idx, f, SF_INDEX_MAX_DATA_SIZE - 10);
+	assert_int_equal(sf_index_save(idx, fd, &err), 0);
+	assert_int_equal(sf_index_load(fd, &back, &err), 0); /* right at the cap: fine */
+	sf_index_free(back);
+	back = NULL;
+	assert_int_equal(ftruncate(fd, 0), 0);
+	lseek(fd, 0, SEEK_SET);
+	/* a damaged (or forged) index file */
+	idx->inodes[resolve(idx, "huge")].data_off = UINT64_MAX - 5;
+	assert_int_equal(sf_index_save(idx, fd, &err), 0);
+	assert_true(sf_index_load(fd, &back, &err) < 0);
+	assert_null(back);
+	close(fd);
+	unlink(path);
+	sf_index_free(idx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +385,8 @@ int main(void)
 		cmocka_unit_test(test_later_entry_wins),
 		cmocka_unit_test(test_hostile_paths_refused),
 		cmocka_unit_test(test_save_load_round_trip),
+		cmocka_unit_test(test_data_placement),
+		cmocka_unit_test(test_extent_past_cap_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

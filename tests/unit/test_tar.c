@@ -975,7 +975,8 @@ static void test_checksums(void **state)
 	parse_ar(&a, &g);
 	assert_int_equal(g.n, 1);
 	assert_int_equal(g.ret, -EIO);
-	assert_string_equal(g.msg, "tar archive offset 1024: bad header checksum");
+	assert_string_equal(g.msg,
+			    "tar archive offset 1024 (after entry good): bad header checksum");
 	got_free(&g);
 }
 
@@ -1020,8 +1021,9 @@ static void test_end_variants(void **state)
 	parse_ar(&a, &g);
 	assert_int_equal(g.ret, -EIO);
 	assert_int_equal(g.n, 1);
-	assert_string_equal(g.msg,
-			    "tar archive offset 1536: zero block followed by a non-zero block");
+	assert_string_equal(
+		g.msg,
+		"tar archive offset 1536 (after entry f): zero block followed by a non-zero block");
 	got_free(&g);
 
 	/* Empty stream. */
@@ -1094,7 +1096,7 @@ static void test_truncated(void **state)
 	parse_ar(&a, &g);
 	assert_int_equal(g.ret, -EIO);
 	assert_int_equal(g.n, 1);
-	assert_string_equal(g.msg, "truncated tar archive at offset 1436");
+	assert_string_equal(g.msg, "truncated tar archive at offset 1436 (after entry a)");
 	got_free(&g);
 }
 
@@ -1644,8 +1646,10 @@ static void test_partial_reads_and_skips(void **state)
 	sf_tar_free(NULL);
 }
 
+/* Zeros, or the bytes of `data`, then a failure after `left` bytes. */
 struct failing_reader {
 	size_t left;
+	const unsigned char *data;
 };
 
 static ssize_t failing_read(void *ctx, void *buf, size_t len, struct sf_error *err)
@@ -1656,14 +1660,66 @@ static ssize_t failing_read(void *ctx, void *buf, size_t len, struct sf_error *e
 		return sf_fail(err, EPROTO, "gzip: corrupt stream");
 	if (len > f->left)
 		len = f->left;
-	memset(buf, 0, len);
+	if (f->data) {
+		memcpy(buf, f->data, len);
+		f->data += len;
+	} else {
+		memset(buf, 0, len);
+	}
 	f->left -= len;
 	return (ssize_t)len;
 }
 
+/* A source failing at `at` bytes into archive a: the first error. */
+static sf_ret fail_at(const struct ar *a, size_t at, struct sf_error *err)
+{
+	struct failing_reader f = { at, a->p };
+	struct sf_reader r = { failing_read, &f };
+	const struct sf_tar_entry *e;
+	struct sf_tar *t;
+	unsigned char b[64];
+	uint64_t off;
+	ssize_t n;
+	int more;
+
+	assert_int_equal(sf_tar_new(r, &t), 0);
+	while ((more = sf_tar_next(t, &e, err)) == 1) {
+		while ((n = sf_tar_read_data(t, &off, b, sizeof(b), err)) > 0)
+			;
+		if (n < 0) {
+			more = (int)n;
+			break;
+		}
+	}
+	sf_tar_free(t);
+	return more;
+}
+
+/* The source's message says what failed, the tar reader's prefix where:
+ * the entry whose data (or headers) it was reading, else the offset and
+ * the entry before. */
+static void test_source_errors_name_the_entry(void **state)
+{
+	struct ar a = { 0 };
+	unsigned char big[1000];
+	struct sf_error err = { 0 };
+
+	(void)state;
+	memset(big, 'x', sizeof(big));
+	ar_entry(&a, "usr/bin/x", '0', big, sizeof(big));
+	ar_entry(&a, "usr/bin/y", '0', "y", 1);
+	ar_end(&a);
+	assert_int_equal(fail_at(&a, BLK + 100, &err), -EPROTO);
+	assert_string_equal(err.msg, "tar entry usr/bin/x: gzip: corrupt stream");
+	assert_int_equal(fail_at(&a, 3 * BLK + 10, &err), -EPROTO);
+	assert_string_equal(
+		err.msg, "tar archive offset 1546 (after entry usr/bin/x): gzip: corrupt stream");
+	free(a.p);
+}
+
 static void test_source_errors(void **state)
 {
-	struct failing_reader f = { 10 };
+	struct failing_reader f = { 10, NULL };
 	struct sf_reader r = { failing_read, &f };
 	struct sf_tar *t;
 	const struct sf_tar_entry *e;
@@ -2034,6 +2090,7 @@ int main(void)
 		cmocka_unit_test(test_end_variants),
 		cmocka_unit_test(test_stops_after_end),
 		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_source_errors_name_the_entry),
 		cmocka_unit_test(test_truncated_after_extension),
 		cmocka_unit_test(test_pax_overrides),
 		cmocka_unit_test(test_pax_mtime),
