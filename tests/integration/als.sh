@@ -18,9 +18,12 @@
 #      registry's exact bytes, garbage and unknown refs answer ENOENT, a
 #      reference by digest is served, so is a cached layer by its digest.
 #   5. rmi releases: every layer's user count returns to 0.
+#   5b. SIGTERM while a container runs on the store: the daemon serves on,
+#      and exits once the container is gone.
 #   6. A served layer's path keeps working after its tag moved on, and
 #      after a restart of the store with the registry down.
-#   7. The daemon: SIGTERM, SIGKILL and the next store.
+#   7. The daemon: SIGTERM, a second SIGTERM while in use, SIGKILL and the
+#      next store.
 #   8. info of a streaming layer waits, interruptibly.
 #   9. A layer whose pull failed: refused once, then pulled afresh.
 #  10. Lookups in a registry that never answers do not hold up the store.
@@ -133,6 +136,22 @@ enoent() { # enoent PATH: stat fails with ENOENT
 }
 
 b64() { printf '%s' "$1" | base64 -w0; }
+
+# daemon_alive PID / wait_daemon_gone PID SECONDS: an exited daemon may
+# stay a zombie for a while (orphans are reaped by whoever is init here).
+daemon_alive() {
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+wait_daemon_gone() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		daemon_alive "$1" || return 0
+		sleep 0.1
+	done
+	return 1
+}
 manifest_digest() {
 	echo "sha256:$(skopeo inspect --tls-verify=false --raw "docker://$1" | sha256sum | cut -d' ' -f1)"
 }
@@ -231,6 +250,35 @@ check "podman rmi" podman_als podman-als rmi -f "$REF"
 check "rmi released every layer" \
 	test "$(status_field 'len(doc["layers"]) >= 2 and all(l["users"] == 0 for l in doc["layers"])')" = True
 
+# ---------------------------------------------------------------- 5b. stop in use
+# systemd stops the unit with SIGTERM.  The daemon unmounts the store at
+# once (new lookups fail, so podman would pull by itself), but while a
+# container runs on its layers the kernel keeps the connection (overlayfs
+# holds clones of the lower mounts) and the daemon serves on; it exits by
+# itself once the container is gone.  The container never sees ENOTCONN.
+# (A second SIGTERM forces: 7.)
+BIG=special/big/random-20mib
+BIG_SUM=$(sha256sum <"$T/image/stage/l0/$BIG" | cut -d' ' -f1)
+run_busy() { # a container that runs until removed (busybox ignores TERM as pid 1)
+	podman_als podman-als run -d -q --tls-verify=false --name sf-busy --runtime runc \
+		--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$REF" /bin/busybox sleep 600 >/dev/null
+}
+check "in use: a container runs from the store" run_busy
+pid=$(soci_fuse_pids "$STORE")
+kill -TERM "$pid"
+sleep 3
+check "in use: SIGTERM leaves the daemon running" daemon_alive "$pid"
+check "in use: ... and takes the store out of the namespace" bash -c "! mountpoint -q '$STORE'"
+check "in use: ... so lookups fail (podman falls back)" enoent "$LDIR0/diff"
+check "in use: the container reads a 20 MiB file of layer 0" output_is "$BIG_SUM  -" \
+	podman_als podman-als exec sf-busy /bin/busybox sh -c "sha256sum </$BIG"
+check "in use: ... and a file of layer 1" output_is "layer 1 was here" \
+	podman_als podman-als exec sf-busy /bin/busybox cat /layer1-marker
+check "in use: the container is removed" podman_als podman-als rm -f -t 0 sf-busy
+check "in use: then the daemon exits" wait_daemon_gone "$pid" 30
+check "in use: the store starts again" timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
+check "in use: podman rmi" podman_als podman-als rmi -f "$REF"
+
 # ---------------------------------------------------------------- 6. later
 # podman's layers symlink the path they were served under: it must keep
 # working when the tag has moved on (the store now resolves REF to another
@@ -259,6 +307,24 @@ kill -TERM "$pid"
 for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 check "term: the daemon exited" bash -c "! kill -0 $pid 2>/dev/null"
 check "term: nothing mounted any more" bash -c "! mountpoint -q '$STORE'"
+
+# A second SIGTERM forces, as before: the daemon exits although something
+# (here a process's cwd) still uses the store.
+timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
+pid=$(soci_fuse_pids "$STORE")
+(cd "$STORE" && exec sleep 600) &
+holder=$!
+BG_PIDS+=("$holder")
+sleep 0.5
+kill -TERM "$pid"
+sleep 2
+check "force: the first SIGTERM while in use leaves the daemon running" daemon_alive "$pid"
+check "force: ... the store detached from the namespace" bash -c "! mountpoint -q '$STORE'"
+check "force: ... and serving who still uses it" test -f "/proc/$holder/cwd/.status"
+kill -TERM "$pid"
+check "force: the second SIGTERM ends it" wait_daemon_gone "$pid" 10
+kill "$holder"
+wait "$holder" 2>/dev/null || true
 
 timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
 pid=$(soci_fuse_pids "$STORE")
