@@ -14,14 +14,17 @@
 #      store, and the store's .status counts the lookups and users.
 #   3. `podman image mount` of it equals a normal pull of the same image in
 #      separate storage (treediff: every attribute, xattrs, whiteouts).
-#   4. The store's files: info matches the manifest and config, blob is the
-#      registry's exact bytes, garbage and unknown refs answer ENOENT, a
-#      reference by digest is served, so is a cached layer by its digest.
+#   4. The store's files: info matches the manifest and config (diff-size:
+#      the size of the decompressed blob), blob is the registry's exact
+#      bytes, garbage and unknown refs answer ENOENT, a reference by digest
+#      is served, so is a cached layer by its digest.
 #   5. rmi releases: every layer's user count returns to 0.
-#   5b. SIGTERM while a container runs on the store: the daemon serves on,
+#   5b. The zstd variant: pulled and run through the store, compression 4.
+#   5c. SIGTERM while a container runs on the store: the daemon serves on,
 #      and exits once the container is gone.
 #   6. A served layer's path keeps working after its tag moved on, and
 #      after a restart of the store with the registry down.
+#   6b. A store on a cache filled by `soci-fuse mount`, registry down.
 #   7. The daemon: SIGTERM, a second SIGTERM while in use, SIGKILL and the
 #      next store.
 #   8. info of a streaming layer waits, interruptibly.
@@ -156,6 +159,52 @@ manifest_digest() {
 	echo "sha256:$(skopeo inspect --tls-verify=false --raw "docker://$1" | sha256sum | cut -d' ' -f1)"
 }
 
+# expect_infos REF FILE COMPRESSION: what info must say for every layer of
+# REF (a tag in a plain-HTTP registry), into FILE as JSON: digests and sizes
+# from the manifest, diff_id from the config, diff-size the bytes of the
+# decompressed blob (what podman's own pull records), compression 2 (gzip)
+# or 4 (zstd).  Fails when the manifest's media types disagree with it.
+expect_infos() {
+	local manifest config
+	manifest=$(skopeo inspect --tls-verify=false --raw "docker://$1") || return 1
+	config=$(skopeo inspect --tls-verify=false --config --raw "docker://$1") || return 1
+	python3 - "$1" "$3" "$manifest" "$config" >"$2" <<'EOF'
+import json, subprocess, sys
+ref, compression = sys.argv[1], int(sys.argv[2])
+manifest, config = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+host, _, path = ref.partition("/")
+repo = path.rsplit(":", 1)[0]
+tool = {2: ("+gzip", ["zcat"]), 4: ("+zstd", ["zstd", "-dc"])}[compression]
+out = []
+for i, layer in enumerate(manifest["layers"]):
+    if not layer["mediaType"].endswith(tool[0]):
+        sys.exit("%s: layer %d is %s" % (ref, i, layer["mediaType"]))
+    url = "http://%s/v2/%s/blobs/%s" % (host, repo, layer["digest"])
+    blob = subprocess.run(["curl", "-fsS", url], check=True, capture_output=True).stdout
+    tar = subprocess.run(tool[1], input=blob, check=True, capture_output=True).stdout
+    out.append({"compressed-diff-digest": layer["digest"], "compressed-size": layer["size"],
+                "diff-digest": config["rootfs"]["diff_ids"][i], "diff-size": len(tar),
+                "compression": compression})
+json.dump(out, sys.stdout)
+EOF
+}
+
+# infos_match STORE REF FILE: the info of every layer of REF in STORE is
+# what expect_infos wrote to FILE.
+infos_match() {
+	python3 - "$1/$(b64 "$2")" "$3" <<'EOF'
+import json, os, sys
+base, want = sys.argv[1], json.load(open(sys.argv[2]))
+bad = []
+for w in want:
+    got = json.load(open(os.path.join(base, w["compressed-diff-digest"], "info")))
+    diff = {k: (got.get(k), v) for k, v in w.items() if got.get(k) != v}
+    if diff:
+        bad.append("%s (got, want): %s" % (w["compressed-diff-digest"], diff))
+sys.exit("\n".join(bad) or None)
+EOF
+}
+
 # ---------------------------------------------------------------- store
 timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE" ||
 	die "soci-fuse store did not start"
@@ -205,21 +254,9 @@ fi
 # ---------------------------------------------------------------- 4. files
 LDIR=$STORE/$(b64 "$REF")/${LAYERS[1]}
 LDIR0=$STORE/$(b64 "$REF")/${LAYERS[0]}
-info_ok() {
-	python3 - "$LDIR/info" "${LAYERS[1]}" "$(skopeo inspect --tls-verify=false --raw "docker://$REF")" \
-		"$(skopeo inspect --tls-verify=false --config --raw "docker://$REF")" <<'EOF'
-import json, sys
-info = json.load(open(sys.argv[1]))
-manifest, config = json.loads(sys.argv[3]), json.loads(sys.argv[4])
-i = [l["digest"] for l in manifest["layers"]].index(sys.argv[2])
-want = {"compressed-diff-digest": sys.argv[2], "compressed-size": manifest["layers"][i]["size"],
-        "diff-digest": config["rootfs"]["diff_ids"][i], "compression": 2}
-bad = {k: (info.get(k), v) for k, v in want.items() if info.get(k) != v}
-if bad or not info.get("diff-size", 0) > 0:
-    sys.exit("info %s: %s" % (info, bad))
-EOF
-}
-check "info matches manifest and config" info_ok
+check "info of both layers matches manifest, config and the unpacked blobs" \
+	expect_infos "$REF" "$T/infos.gzip" 2
+check "... and the store's info says so" infos_match "$STORE" "$REF" "$T/infos.gzip"
 INFO0=$(cat "$LDIR0/info")
 info_unchanged() { [ "$(cat "$LDIR0/info")" = "$INFO0" ]; }
 curl -fsS -o "$T/blob.ref" "http://$REGISTRY/v2/test/img/blobs/${LAYERS[1]}"
@@ -250,7 +287,23 @@ check "podman rmi" podman_als podman-als rmi -f "$REF"
 check "rmi released every layer" \
 	test "$(status_field 'len(doc["layers"]) >= 2 and all(l["users"] == 0 for l in doc["layers"])')" = True
 
-# ---------------------------------------------------------------- 5b. stop in use
+# ---------------------------------------------------------------- 5b. zstd
+# The zstd variant (other blobs, the same diff_ids) in a storage of its own.
+ZREF=$REGISTRY/test/img:zstd
+check "zstd: podman pull through the store" \
+	podman_als podman-zstd pull -q --tls-verify=false "$ZREF"
+check "zstd: podman run reads the file layer 1 added" output_is "layer 1 was here" \
+	podman_als podman-zstd run "${RUN_OPTS[@]}" "$ZREF" /bin/busybox cat /layer1-marker
+check "zstd: both layer diffs are symlinks into the store" diffs_into_store podman-zstd 2
+check "zstd: info of both layers matches manifest, config and the unpacked blobs" \
+	expect_infos "$ZREF" "$T/infos.zstd" 4
+check "zstd: ... and the store's info says so (compression 4)" \
+	infos_match "$STORE" "$ZREF" "$T/infos.zstd"
+check "zstd: podman rmi" podman_als podman-zstd rmi -f "$ZREF"
+check "zstd: rmi released its layers too" \
+	test "$(status_field 'len(doc["layers"]) >= 4 and all(l["users"] == 0 for l in doc["layers"])')" = True
+
+# ---------------------------------------------------------------- 5c. stop in use
 # systemd stops the unit with SIGTERM.  The daemon unmounts the store at
 # once (new lookups fail, so podman would pull by itself), but while a
 # container runs on its layers the kernel keeps the connection (overlayfs
@@ -279,6 +332,13 @@ check "in use: then the daemon exits" wait_daemon_gone "$pid" 30
 check "in use: the store starts again" timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
 check "in use: podman rmi" podman_als podman-als rmi -f "$REF"
 
+# (for 6b: a soci-fuse mount of the image fills a cache of its own)
+mount_complete() { # REF CACHE MNT
+	sf_mount --cache "$2" "$1" "$3" && wait_complete "$3" && sf_umount "$3"
+}
+check "shared: a soci-fuse mount of the image completes" \
+	mount_complete "$REF" "$T/cache-shared" "$T/mnt-shared"
+
 # ---------------------------------------------------------------- 6. later
 # podman's layers symlink the path they were served under: it must keep
 # working when the tag has moved on (the store now resolves REF to another
@@ -298,6 +358,25 @@ check "the store restarts without the registry" \
 check "offline: the cached layer is served" test -x "$LDIR0/diff/bin/busybox"
 check "offline: its info is unchanged" info_unchanged
 check "soci-fuse umount of the store at last" sf_umount "$STORE"
+
+# ---------------------------------------------------------------- 6b. shared cache
+# A store on the cache that `soci-fuse mount` filled (before 6.), with the
+# registry down: it resolves REF from the saved resolve and serves both
+# layers from the cache, nothing to download.
+SHARED=$T/store-shared
+mkdir -p "$SHARED"
+check "shared: a store on the mount's cache starts without the registry" \
+	timeout 60 "$SOCI_FUSE" store --cache "$T/cache-shared" "$SHARED"
+for i in 0 1; do
+	check "shared: layer $i's diff equals the staged layer" \
+		tree_compare --quiet --dir-mtime --overlay-xattrs --loose-whiteouts \
+		"$T/image/stage/l$i" "$SHARED/$(b64 "$REF")/${LAYERS[$i]}/diff"
+done
+check "shared: info of both layers" infos_match "$SHARED" "$REF" "$T/infos.gzip"
+check "shared: the layers are complete, none pulled" \
+	python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(not (len(d["layers"]) == 2 and all(l["state"] == "complete" for l in d["layers"])))' \
+	"$SHARED/.status"
+check "shared: umount" sf_umount "$SHARED"
 # ---------------------------------------------------------------- 7. daemon
 # SIGTERM unmounts; SIGKILL leaves a dead mount the next store cleans up.
 timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
