@@ -3,12 +3,13 @@
 # point with overlayfs stacked at DIR, usable by chroot and an OCI runtime;
 # `soci-fuse umount DIR` undoes both.
 #
-#   1. read-only: writes fail with EROFS; chroot bash; umount: nothing
-#      left mounted below $T or in the private dir, which is gone.
-#   2. read-write with --upper/--work: a write lands in upper; an OCI bundle
-#      whose root.path is the rootfs (root.readonly) runs with runc, with its
-#      own --root state dir (runc creates /proc, /dev... mountpoints the test
-#      image lacks, so it needs the upper dir); umount.
+#   1. read-only: writes fail with EROFS; chroot bash; an OCI bundle whose
+#      root.path is the rootfs (root.readonly) runs with runc, with its own
+#      --root state dir (the test image has the /proc, /dev and /sys it
+#      mounts on); umount: nothing left mounted below $T or in the private
+#      dir, which is gone.
+#   2. read-write with --upper/--work: a write lands in upper; the bundle
+#      runs there too; umount.
 #   3. a single-layer image read-only (the private empty lowerdir).
 #   4. an image of 64 layers: their lowerdir paths would not fit the one
 #      page of mount data overlayfs takes; the top layer's file wins.
@@ -94,6 +95,13 @@ if timeout 120 "$SOCI_FUSE" rootfs --cache "$CACHE" "$REF" "$ROOT" 2>"$T/err"; t
 	check "ro: writing fails with EROFS" write_fails_erofs "$ROOT/new-file"
 	check "ro: chroot bash runs" output_is hi timeout 60 chroot "$ROOT" /usr/bin/bash -c 'echo hi'
 	check "ro: layer 1's view" output_is "layer 1 was here" cat "$ROOT/layer1-marker"
+	if [ -n "$RUNTIME" ]; then
+		out=$(run_bundle) && rc=0 || rc=$?
+		check "ro: runc runs a bundle on the rootfs (exit $rc: $out)" \
+			test "$rc:$out" = "0:hello from the runtime"
+	else
+		fail "ro: runc is not installed (contrib/quickstart.sh installs it)"
+	fi
 	check "ro: soci-fuse umount DIR" timeout 60 "$SOCI_FUSE" umount "$ROOT"
 	check "ro: nothing left mounted, private dir gone" nothing_left "$ROOT" "$PRIV"
 else
@@ -108,8 +116,6 @@ if timeout 120 "$SOCI_FUSE" rootfs --cache "$CACHE" --upper "$T/upper" --work "$
 	check "rw: write a file" bash -c "echo written >'$ROOT/etc/new-file'"
 	check "rw: it is in upper" output_is written cat "$T/upper/etc/new-file"
 	check "rw: chroot sees it" output_is written timeout 60 chroot "$ROOT" /bin/busybox cat /etc/new-file
-	# runc needs to create /proc, /dev... mountpoints the test image lacks:
-	# that takes an upper dir
 	if [ -n "$RUNTIME" ]; then
 		out=$(run_bundle) && rc=0 || rc=$?
 		check "rw: runc runs a bundle on the rootfs (exit $rc: $out)" \
