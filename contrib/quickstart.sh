@@ -49,7 +49,7 @@ BUILD_DEPS=(build-essential autoconf automake libtool pkg-config libfuse3-dev fu
 	libcurl4-openssl-dev zlib1g-dev libzstd-dev libjansson-dev libssl-dev libisal-dev
 	libcmocka-dev clang)
 RUN_DEPS=(docker-registry skopeo umoci podman debootstrap busybox-static python3 attr
-	zstd libcap2-bin curl ca-certificates util-linux runc openssl)
+	zstd libcap2-bin curl ca-certificates util-linux runc openssl groff-base)
 
 install_packages() {
 	local missing=() p
