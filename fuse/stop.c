@@ -25,11 +25,11 @@
 
 static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP };
 
-static struct sf_stop *the_stop; /* the handler's: one per process */
+static struct sf_stop *_Atomic the_stop; /* the handler's: one per process */
 
 static void on_stop_signal(int sig)
 {
-	struct sf_stop *st = the_stop;
+	struct sf_stop *st = atomic_load(&the_stop);
 	int saved = errno;
 
 	if (!st)
@@ -129,7 +129,7 @@ sf_ret sf_stop_start(struct sf_stop *st, struct fuse_session *se, const char *mo
 		return r;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	the_stop = st;
+	atomic_store(&the_stop, st);
 	set_handlers(on_stop_signal);
 	return 0;
 }
@@ -137,7 +137,7 @@ sf_ret sf_stop_start(struct sf_stop *st, struct fuse_session *se, const char *mo
 void sf_stop_end(struct sf_stop *st)
 {
 	set_handlers(SIG_DFL);
-	the_stop = NULL;
+	atomic_store(&the_stop, NULL);
 	atomic_store(&st->quit, true);
 	(void)!write(st->pipe[1], "", 1);
 	pthread_join(st->thread, NULL);
