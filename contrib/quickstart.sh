@@ -6,14 +6,19 @@
 #                                a 2-layer image in a loopback registry,
 #                                soci-fuse mount it, stack an overlay and
 #                                chroot into it
-#   contrib/quickstart.sh test   `make check` in build/, then again with
+#   contrib/quickstart.sh test   `make check` in build/, then
+#                                `make install` and `make uninstall` into a
+#                                DESTDIR, then `make check` again with
 #                                --enable-sanitizers (ASan+UBSan) in
 #                                build-asan/, then the unit tests and a
 #                                short load.sh under ThreadSanitizer in
 #                                build-tsan/, then the libFuzzer targets
 #                                (fuzz/run.sh, FUZZ_SECONDS each, default
 #                                45) in build-fuzz/; exits non-zero on any
-#                                failure
+#                                failure, on any skipped test (only a
+#                                missing /dev/fuse skips, and CI must not
+#                                pass without running the tests) and when
+#                                the unit tests are not built (no cmocka)
 #
 # All builds are VPATH builds (build/, build-asan/...): configure refuses a
 # VPATH build once the source dir itself has been configured, so an
@@ -49,7 +54,7 @@ BUILD_DEPS=(build-essential autoconf automake libtool pkg-config libfuse3-dev fu
 	libcurl4-openssl-dev zlib1g-dev libzstd-dev libjansson-dev libssl-dev libisal-dev
 	libcmocka-dev clang)
 RUN_DEPS=(docker-registry skopeo umoci podman debootstrap busybox-static python3 attr
-	zstd libcap2-bin curl ca-certificates util-linux runc openssl)
+	zstd libcap2-bin curl ca-certificates util-linux runc openssl groff-base)
 
 install_packages() {
 	local missing=() p
@@ -123,12 +128,90 @@ check_in() {
 	return $rc
 }
 
+# result NAME RC: count a check that is not a test of the suite.
+result() {
+	if [ "$2" = 0 ]; then
+		TOTAL_P=$((TOTAL_P + 1))
+	else
+		TOTAL_F=$((TOTAL_F + 1))
+		say "$1 FAILED"
+	fi
+	return "$2"
+}
+
+# unit_tests_in DIR: configure left the cmocka unit tests out of DIR's
+# TESTS when cmocka is missing (Makefile.am's `if HAVE_CMOCKA` comments
+# them out of the Makefile), which make check does not report.
+unit_tests_in() {
+	if grep -q '^UNIT_TESTS = tests/unit/' "$1/Makefile"; then
+		return 0
+	fi
+	echo "quickstart: ${1#"$SRC"/}/ has no unit tests: configure found no cmocka (libcmocka-dev)" >&2
+	return 1
+}
+
+# The files `make install` must put below the prefix; nothing else.
+INSTALLED=(bin/soci-fuse share/man/man1/soci-fuse.1 share/bash-completion/completions/soci-fuse
+	lib/systemd/system/soci-fuse-store.service share/doc/soci-fuse/examples/storage.conf.soci-fuse
+	share/doc/soci-fuse/examples/soci-fuse-store-daemonset.yaml)
+
+# installed_ok DEST PREFIX: exactly INSTALLED is there, the binary runs,
+# the unit starts the installed binary.
+installed_ok() {
+	local dest=$1 prefix=$2 f rc=0 got want
+	for f in "${INSTALLED[@]}"; do
+		[ -f "$dest$prefix/$f" ] || { echo "quickstart: not installed: $prefix/$f" >&2; rc=1; }
+	done
+	want=$(for f in "${INSTALLED[@]}"; do echo "$dest$prefix/$f"; done | sort)
+	got=$(find "$dest" ! -type d | sort)
+	[ "$got" = "$want" ] || {
+		echo "quickstart: make install put files not in INSTALLED (contrib/quickstart.sh):" >&2
+		comm -13 <(echo "$want") <(echo "$got") >&2
+		rc=1
+	}
+	"$dest$prefix/bin/soci-fuse" --version >/dev/null || rc=1
+	grep -q "^ExecStart=$prefix/bin/soci-fuse store " \
+		"$dest$prefix/lib/systemd/system/soci-fuse-store.service" ||
+		{ echo "quickstart: the installed unit does not run $prefix/bin/soci-fuse" >&2; rc=1; }
+	return $rc
+}
+
+# install_check DIR: make install DESTDIR=<tmp>, check, make uninstall
+# leaves no file behind.
+install_check() {
+	local dir=$1 dest prefix rc=0 left
+	dest=$(mktemp -d /tmp/soci-fuse-install.XXXXXX)
+	prefix=$(sed -n 's/^prefix = //p' "$dir/Makefile")
+	say "make install + uninstall DESTDIR=$dest (prefix $prefix)"
+	if make -C "$dir" install DESTDIR="$dest" >"$dest.log" 2>&1; then
+		installed_ok "$dest" "$prefix" || rc=1
+	else
+		tail -n 20 "$dest.log"
+		rc=1
+	fi
+	if make -C "$dir" uninstall DESTDIR="$dest" >>"$dest.log" 2>&1; then
+		left=$(find "$dest" ! -type d)
+		[ -z "$left" ] || { echo "quickstart: make uninstall left: $left" >&2; rc=1; }
+	else
+		tail -n 20 "$dest.log"
+		rc=1
+	fi
+	rm -rf "$dest" "$dest.log"
+	return $rc
+}
+
 run_tests() {
-	local rc=0 sanlog=$SRC/build-asan/sanitizer-logs f
+	local rc=0 sanlog=$SRC/build-asan/sanitizer-logs f r
 	build "$SRC/build" --enable-werror
+	r=0 && unit_tests_in "$SRC/build" || r=1
+	result "unit tests in build/" $r || rc=1
 	check_in "$SRC/build" "plain build" || rc=1
+	r=0 && install_check "$SRC/build" || r=1
+	result "make install/uninstall" $r || rc=1
 
 	build "$SRC/build-asan" --enable-sanitizers --enable-werror
+	r=0 && unit_tests_in "$SRC/build-asan" || r=1
+	result "unit tests in build-asan/" $r || rc=1
 	rm -rf "$sanlog"
 	mkdir -p "$sanlog"
 	# Reports go to files as well as failing the process: a daemonized
@@ -185,8 +268,12 @@ run_tests() {
 	TOTAL_P=$((TOTAL_P + fp)) TOTAL_F=$((TOTAL_F + ff))
 	[ "$ff" = 0 ] || rc=1
 
+	if [ "$TOTAL_S" != 0 ]; then
+		say "$TOTAL_S tests were SKIPPED (is /dev/fuse missing?): that is a failure here"
+		rc=1
+	fi
 	if [ $rc = 0 ]; then
-		say "all tests passed (plain, ASan+UBSan, TSan and fuzzing)"
+		say "all tests passed (plain, install, ASan+UBSan, TSan and fuzzing)"
 	else
 		say "TESTS FAILED"
 	fi

@@ -12,6 +12,7 @@
 #include "rootfs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,16 +150,70 @@ static char *read_lowerdir(const struct priv *p)
 	return s;
 }
 
+/* Overlayfs takes its options as mount(2) data, which the kernel cuts at
+ * one page: with absolute layer paths of ~100 bytes, images of more than
+ * ~40 layers would not fit (and the cut path fails with ENOENT).  So all
+ * layers but the top one are named relative to <mnt>/layers (by their
+ * number, a few bytes each; OVL_MAX_STACK is 500), and the mount runs
+ * with the working directory there.  The top one stays absolute: umount
+ * and status recognize a rootfs by it in /proc/self/mountinfo (find_rootfs).
+ * (The new mount API does not help on Debian 12's 6.1: fsconfig string
+ * values are limited to 256 bytes, and overlayfs has "lowerdir+" only since
+ * 6.8.)  Shortens lower, `:`-separated absolute paths top first, in place. */
+static void shorten_lowerdir(char *lower, const struct priv *p)
+{
+	char prefix[PATH_MAX + 16];
+	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "%s/layers/", p->mnt);
+	char *out = strchr(lower, ':'), *in = out;
+
+	while (in && *in == ':') {
+		char *next = strchr(in + 1, ':');
+		size_t len = next ? (size_t)(next - in - 1) : strlen(in + 1);
+		const char *name = in + 1;
+
+		if (len > plen && strncmp(name, prefix, plen) == 0) {
+			name += plen;
+			len -= plen;
+		}
+		*out++ = ':';
+		memmove(out, name, len);
+		out += len;
+		in = next;
+	}
+	if (out)
+		*out = '\0';
+}
+
+/* mount(2) the overlay with opts, resolving relative lowerdirs in cwd. */
+static int mount_overlay_in(const char *cwd, const char *target, const char *opts)
+{
+	int here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC), r = -1, e;
+
+	if (here < 0)
+		return -1;
+	if (chdir(cwd) == 0)
+		r = mount("overlay", target, "overlay", 0, opts);
+	e = errno;
+	if (fchdir(here) < 0 && r == 0)
+		e = 0; /* mounted; only our own cwd is lost */
+	close(here);
+	errno = e;
+	return r;
+}
+
 static int stack_overlay(const struct sf_mount_opts *o, const struct priv *p, const char *upper,
 			 const char *work, const char *abs)
 {
 	_cleanup_free_ char *lower = read_lowerdir(p);
 	_cleanup_free_ char *opts = NULL;
 	bool user = o->overlay_xattr && strcmp(o->overlay_xattr, "user") == 0;
+	char layers[PATH_MAX + 8];
+	long page = sysconf(_SC_PAGESIZE);
 	int r;
 
 	if (!lower || !*lower)
 		return sf_cmd_fail("rootfs: cannot read %s/lowerdir", p->mnt);
+	shorten_lowerdir(lower, p);
 	if (upper)
 		r = asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s%s", lower, upper, work,
 			     user ? ",userxattr" : "");
@@ -168,7 +223,10 @@ static int stack_overlay(const struct sf_mount_opts *o, const struct priv *p, co
 		r = asprintf(&opts, "lowerdir=%s%s", lower, user ? ",userxattr" : "");
 	if (r < 0)
 		return sf_cmd_fail("out of memory");
-	if (mount("overlay", abs, "overlay", 0, opts) < 0)
+	if (page > 0 && (size_t)r >= (size_t)page)
+		return sf_cmd_fail("rootfs: too many layers: %d bytes of overlay options", r);
+	snprintf(layers, sizeof(layers), "%s/layers", p->mnt);
+	if (mount_overlay_in(layers, abs, opts) < 0)
 		return sf_cmd_fail("rootfs: cannot mount overlay at %s: %s", abs, strerror(errno));
 	return 0;
 }

@@ -93,6 +93,7 @@
 #include "layer.h"
 #include "ref.h"
 #include "registry.h"
+#include "stop.h"
 #include "tree.h"
 
 /* ---- attributes ---- */
@@ -663,28 +664,40 @@ static void store_free(struct store *s)
 	sf_cache_free(s->cache);
 }
 
-static int serve(struct store *s, struct fuse_session *se, const struct sf_mount_opts *o)
+static int run_loop(struct fuse_session *se)
 {
-	struct fuse_loop_config *cfg;
-	struct sf_error err = { 0 };
-	sf_ret r;
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 	int rc;
 
-	if (fuse_set_signal_handlers(se) != 0)
-		return sf_cmd_fail("cannot set signal handlers");
-	r = sf_fetcher_new(&o->fetch, &s->fetcher, &err);
-	if (r < 0) {
-		syslog(LOG_ERR, "%s", sf_error_text(&err, r));
-		return sf_cmd_fail("%s", sf_error_text(&err, r));
-	}
-	cfg = fuse_loop_cfg_create();
 	if (!cfg)
 		return sf_cmd_fail("out of memory");
 	fuse_loop_cfg_set_max_threads(cfg, 16);
 	rc = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
-	fuse_remove_signal_handlers(se);
 	return rc < 0 ? 1 : 0;
+}
+
+/* A stop signal unmounts the store, but the daemon serves on while running
+ * containers' overlays still use it (stop.h). */
+static int serve(struct store *s, struct fuse_session *se, const struct sf_mount_opts *o,
+		 const char *abs)
+{
+	struct sf_error err = { 0 };
+	struct sf_stop stop;
+	sf_ret r;
+	int rc;
+
+	r = sf_fetcher_new(&o->fetch, &s->fetcher, &err);
+	if (r < 0) {
+		syslog(LOG_ERR, "%s", sf_error_text(&err, r));
+		return sf_cmd_fail("%s", sf_error_text(&err, r));
+	}
+	r = sf_stop_start(&stop, se, abs);
+	if (r < 0)
+		return sf_cmd_fail("cannot set signal handlers: %s", strerror(-r));
+	rc = run_loop(se);
+	sf_stop_end(&stop);
+	return rc;
 }
 
 int sf_store_main(const struct sf_mount_opts *o)
@@ -726,7 +739,7 @@ int sf_store_main(const struct sf_mount_opts *o)
 	if (rc == 0 && fuse_daemonize(o->foreground) != 0)
 		rc = sf_cmd_fail("cannot daemonize");
 	if (rc == 0)
-		rc = serve(&s, se, o);
+		rc = serve(&s, se, o, abs);
 	store_free(&s);
 	if (se) {
 		if (mounted)

@@ -14,13 +14,19 @@
 #      store, and the store's .status counts the lookups and users.
 #   3. `podman image mount` of it equals a normal pull of the same image in
 #      separate storage (treediff: every attribute, xattrs, whiteouts).
-#   4. The store's files: info matches the manifest and config, blob is the
-#      registry's exact bytes, garbage and unknown refs answer ENOENT, a
-#      reference by digest is served, so is a cached layer by its digest.
+#   4. The store's files: info matches the manifest and config (diff-size:
+#      the size of the decompressed blob), blob is the registry's exact
+#      bytes, garbage and unknown refs answer ENOENT, a reference by digest
+#      is served, so is a cached layer by its digest.
 #   5. rmi releases: every layer's user count returns to 0.
+#   5b. The zstd variant: pulled and run through the store, compression 4.
+#   5c. SIGTERM while a container runs on the store: the daemon serves on,
+#      and exits once the container is gone.
 #   6. A served layer's path keeps working after its tag moved on, and
 #      after a restart of the store with the registry down.
-#   7. The daemon: SIGTERM, SIGKILL and the next store.
+#   6b. A store on a cache filled by `soci-fuse mount`, registry down.
+#   7. The daemon: SIGTERM, a second SIGTERM while in use, SIGKILL and the
+#      next store.
 #   8. info of a streaming layer waits, interruptibly.
 #   9. A layer whose pull failed: refused once, then pulled afresh.
 #  10. Lookups in a registry that never answers do not hold up the store.
@@ -133,8 +139,70 @@ enoent() { # enoent PATH: stat fails with ENOENT
 }
 
 b64() { printf '%s' "$1" | base64 -w0; }
+
+# daemon_alive PID / wait_daemon_gone PID SECONDS: an exited daemon may
+# stay a zombie for a while (orphans are reaped by whoever is init here).
+daemon_alive() {
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+wait_daemon_gone() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		daemon_alive "$1" || return 0
+		sleep 0.1
+	done
+	return 1
+}
 manifest_digest() {
 	echo "sha256:$(skopeo inspect --tls-verify=false --raw "docker://$1" | sha256sum | cut -d' ' -f1)"
+}
+
+# expect_infos REF FILE COMPRESSION: what info must say for every layer of
+# REF (a tag in a plain-HTTP registry), into FILE as JSON: digests and sizes
+# from the manifest, diff_id from the config, diff-size the bytes of the
+# decompressed blob (what podman's own pull records), compression 2 (gzip)
+# or 4 (zstd).  Fails when the manifest's media types disagree with it.
+expect_infos() {
+	local manifest config
+	manifest=$(skopeo inspect --tls-verify=false --raw "docker://$1") || return 1
+	config=$(skopeo inspect --tls-verify=false --config --raw "docker://$1") || return 1
+	python3 - "$1" "$3" "$manifest" "$config" >"$2" <<'EOF'
+import json, subprocess, sys
+ref, compression = sys.argv[1], int(sys.argv[2])
+manifest, config = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+host, _, path = ref.partition("/")
+repo = path.rsplit(":", 1)[0]
+tool = {2: ("+gzip", ["zcat"]), 4: ("+zstd", ["zstd", "-dc"])}[compression]
+out = []
+for i, layer in enumerate(manifest["layers"]):
+    if not layer["mediaType"].endswith(tool[0]):
+        sys.exit("%s: layer %d is %s" % (ref, i, layer["mediaType"]))
+    url = "http://%s/v2/%s/blobs/%s" % (host, repo, layer["digest"])
+    blob = subprocess.run(["curl", "-fsS", url], check=True, capture_output=True).stdout
+    tar = subprocess.run(tool[1], input=blob, check=True, capture_output=True).stdout
+    out.append({"compressed-diff-digest": layer["digest"], "compressed-size": layer["size"],
+                "diff-digest": config["rootfs"]["diff_ids"][i], "diff-size": len(tar),
+                "compression": compression})
+json.dump(out, sys.stdout)
+EOF
+}
+
+# infos_match STORE REF FILE: the info of every layer of REF in STORE is
+# what expect_infos wrote to FILE.
+infos_match() {
+	python3 - "$1/$(b64 "$2")" "$3" <<'EOF'
+import json, os, sys
+base, want = sys.argv[1], json.load(open(sys.argv[2]))
+bad = []
+for w in want:
+    got = json.load(open(os.path.join(base, w["compressed-diff-digest"], "info")))
+    diff = {k: (got.get(k), v) for k, v in w.items() if got.get(k) != v}
+    if diff:
+        bad.append("%s (got, want): %s" % (w["compressed-diff-digest"], diff))
+sys.exit("\n".join(bad) or None)
+EOF
 }
 
 # ---------------------------------------------------------------- store
@@ -186,21 +254,9 @@ fi
 # ---------------------------------------------------------------- 4. files
 LDIR=$STORE/$(b64 "$REF")/${LAYERS[1]}
 LDIR0=$STORE/$(b64 "$REF")/${LAYERS[0]}
-info_ok() {
-	python3 - "$LDIR/info" "${LAYERS[1]}" "$(skopeo inspect --tls-verify=false --raw "docker://$REF")" \
-		"$(skopeo inspect --tls-verify=false --config --raw "docker://$REF")" <<'EOF'
-import json, sys
-info = json.load(open(sys.argv[1]))
-manifest, config = json.loads(sys.argv[3]), json.loads(sys.argv[4])
-i = [l["digest"] for l in manifest["layers"]].index(sys.argv[2])
-want = {"compressed-diff-digest": sys.argv[2], "compressed-size": manifest["layers"][i]["size"],
-        "diff-digest": config["rootfs"]["diff_ids"][i], "compression": 2}
-bad = {k: (info.get(k), v) for k, v in want.items() if info.get(k) != v}
-if bad or not info.get("diff-size", 0) > 0:
-    sys.exit("info %s: %s" % (info, bad))
-EOF
-}
-check "info matches manifest and config" info_ok
+check "info of both layers matches manifest, config and the unpacked blobs" \
+	expect_infos "$REF" "$T/infos.gzip" 2
+check "... and the store's info says so" infos_match "$STORE" "$REF" "$T/infos.gzip"
 INFO0=$(cat "$LDIR0/info")
 info_unchanged() { [ "$(cat "$LDIR0/info")" = "$INFO0" ]; }
 curl -fsS -o "$T/blob.ref" "http://$REGISTRY/v2/test/img/blobs/${LAYERS[1]}"
@@ -231,6 +287,58 @@ check "podman rmi" podman_als podman-als rmi -f "$REF"
 check "rmi released every layer" \
 	test "$(status_field 'len(doc["layers"]) >= 2 and all(l["users"] == 0 for l in doc["layers"])')" = True
 
+# ---------------------------------------------------------------- 5b. zstd
+# The zstd variant (other blobs, the same diff_ids) in a storage of its own.
+ZREF=$REGISTRY/test/img:zstd
+check "zstd: podman pull through the store" \
+	podman_als podman-zstd pull -q --tls-verify=false "$ZREF"
+check "zstd: podman run reads the file layer 1 added" output_is "layer 1 was here" \
+	podman_als podman-zstd run "${RUN_OPTS[@]}" "$ZREF" /bin/busybox cat /layer1-marker
+check "zstd: both layer diffs are symlinks into the store" diffs_into_store podman-zstd 2
+check "zstd: info of both layers matches manifest, config and the unpacked blobs" \
+	expect_infos "$ZREF" "$T/infos.zstd" 4
+check "zstd: ... and the store's info says so (compression 4)" \
+	infos_match "$STORE" "$ZREF" "$T/infos.zstd"
+check "zstd: podman rmi" podman_als podman-zstd rmi -f "$ZREF"
+check "zstd: rmi released its layers too" \
+	test "$(status_field 'len(doc["layers"]) >= 4 and all(l["users"] == 0 for l in doc["layers"])')" = True
+
+# ---------------------------------------------------------------- 5c. stop in use
+# systemd stops the unit with SIGTERM.  The daemon unmounts the store at
+# once (new lookups fail, so podman would pull by itself), but while a
+# container runs on its layers the kernel keeps the connection (overlayfs
+# holds clones of the lower mounts) and the daemon serves on; it exits by
+# itself once the container is gone.  The container never sees ENOTCONN.
+# (A second SIGTERM forces: 7.)
+BIG=special/big/random-20mib
+BIG_SUM=$(sha256sum <"$T/image/stage/l0/$BIG" | cut -d' ' -f1)
+run_busy() { # a container that runs until removed (busybox ignores TERM as pid 1)
+	podman_als podman-als run -d -q --tls-verify=false --name sf-busy --runtime runc \
+		--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$REF" /bin/busybox sleep 600 >/dev/null
+}
+check "in use: a container runs from the store" run_busy
+pid=$(soci_fuse_pids "$STORE")
+kill -TERM "$pid"
+sleep 3
+check "in use: SIGTERM leaves the daemon running" daemon_alive "$pid"
+check "in use: ... and takes the store out of the namespace" bash -c "! mountpoint -q '$STORE'"
+check "in use: ... so lookups fail (podman falls back)" enoent "$LDIR0/diff"
+check "in use: the container reads a 20 MiB file of layer 0" output_is "$BIG_SUM  -" \
+	podman_als podman-als exec sf-busy /bin/busybox sh -c "sha256sum </$BIG"
+check "in use: ... and a file of layer 1" output_is "layer 1 was here" \
+	podman_als podman-als exec sf-busy /bin/busybox cat /layer1-marker
+check "in use: the container is removed" podman_als podman-als rm -f -t 0 sf-busy
+check "in use: then the daemon exits" wait_daemon_gone "$pid" 30
+check "in use: the store starts again" timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
+check "in use: podman rmi" podman_als podman-als rmi -f "$REF"
+
+# (for 6b: a soci-fuse mount of the image fills a cache of its own)
+mount_complete() { # REF CACHE MNT
+	sf_mount --cache "$2" "$1" "$3" && wait_complete "$3" && sf_umount "$3"
+}
+check "shared: a soci-fuse mount of the image completes" \
+	mount_complete "$REF" "$T/cache-shared" "$T/mnt-shared"
+
 # ---------------------------------------------------------------- 6. later
 # podman's layers symlink the path they were served under: it must keep
 # working when the tag has moved on (the store now resolves REF to another
@@ -250,6 +358,25 @@ check "the store restarts without the registry" \
 check "offline: the cached layer is served" test -x "$LDIR0/diff/bin/busybox"
 check "offline: its info is unchanged" info_unchanged
 check "soci-fuse umount of the store at last" sf_umount "$STORE"
+
+# ---------------------------------------------------------------- 6b. shared cache
+# A store on the cache that `soci-fuse mount` filled (before 6.), with the
+# registry down: it resolves REF from the saved resolve and serves both
+# layers from the cache, nothing to download.
+SHARED=$T/store-shared
+mkdir -p "$SHARED"
+check "shared: a store on the mount's cache starts without the registry" \
+	timeout 60 "$SOCI_FUSE" store --cache "$T/cache-shared" "$SHARED"
+for i in 0 1; do
+	check "shared: layer $i's diff equals the staged layer" \
+		tree_compare --quiet --dir-mtime --overlay-xattrs --loose-whiteouts \
+		"$T/image/stage/l$i" "$SHARED/$(b64 "$REF")/${LAYERS[$i]}/diff"
+done
+check "shared: info of both layers" infos_match "$SHARED" "$REF" "$T/infos.gzip"
+check "shared: the layers are complete, none pulled" \
+	python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(not (len(d["layers"]) == 2 and all(l["state"] == "complete" for l in d["layers"])))' \
+	"$SHARED/.status"
+check "shared: umount" sf_umount "$SHARED"
 # ---------------------------------------------------------------- 7. daemon
 # SIGTERM unmounts; SIGKILL leaves a dead mount the next store cleans up.
 timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
@@ -259,6 +386,24 @@ kill -TERM "$pid"
 for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 check "term: the daemon exited" bash -c "! kill -0 $pid 2>/dev/null"
 check "term: nothing mounted any more" bash -c "! mountpoint -q '$STORE'"
+
+# A second SIGTERM forces, as before: the daemon exits although something
+# (here a process's cwd) still uses the store.
+timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
+pid=$(soci_fuse_pids "$STORE")
+(cd "$STORE" && exec sleep 600) &
+holder=$!
+BG_PIDS+=("$holder")
+sleep 0.5
+kill -TERM "$pid"
+sleep 2
+check "force: the first SIGTERM while in use leaves the daemon running" daemon_alive "$pid"
+check "force: ... the store detached from the namespace" bash -c "! mountpoint -q '$STORE'"
+check "force: ... and serving who still uses it" test -f "/proc/$holder/cwd/.status"
+kill -TERM "$pid"
+check "force: the second SIGTERM ends it" wait_daemon_gone "$pid" 10
+kill "$holder"
+wait "$holder" 2>/dev/null || true
 
 timeout 60 "$SOCI_FUSE" store --cache "$T/cache" "$STORE"
 pid=$(soci_fuse_pids "$STORE")

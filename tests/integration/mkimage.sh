@@ -6,7 +6,8 @@
 # Stages two layers in overlayfs upper-dir form (whiteout = char 0/0,
 # opaque dir = xattr trusted.overlay.opaque=y):
 #   OUTDIR/stage/l0   base tree: static busybox + applet symlinks, bash with
-#                     its shared libraries (chroot-able), /etc/os-release, a
+#                     its shared libraries (chroot-able), /etc/os-release,
+#                     empty /proc, /sys and /dev (for OCI runtimes), a
 #                     few thousand real files (/usr/include/linux, the
 #                     multiarch include dir, /usr/share/perl5) plus 2000
 #                     generated files in one directory, and /special/ with
@@ -111,6 +112,9 @@ stage_l0() {
 	local r=$L0 S d long1 long2 longtarget
 	stage_base "$r"
 	stage_bash "$r"
+	# what an OCI runtime mounts on: a read-only rootfs cannot get them later
+	mkdir -m 555 "$r/proc" "$r/sys"
+	mkdir -m 755 "$r/dev"
 
 	# A few thousand real files (whatever of these the machine has).
 	for d in /usr/include/linux /usr/include/*-linux-gnu /usr/share/perl5; do

@@ -3,14 +3,17 @@
 # point with overlayfs stacked at DIR, usable by chroot and an OCI runtime;
 # `soci-fuse umount DIR` undoes both.
 #
-#   1. read-only: writes fail with EROFS; chroot bash; umount: nothing
-#      left mounted below $T or in the private dir, which is gone.
-#   2. read-write with --upper/--work: a write lands in upper; an OCI bundle
-#      whose root.path is the rootfs (root.readonly) runs with runc, with its
-#      own --root state dir (runc creates /proc, /dev... mountpoints the test
-#      image lacks, so it needs the upper dir); umount.
+#   1. read-only: writes fail with EROFS; chroot bash; an OCI bundle whose
+#      root.path is the rootfs (root.readonly) runs with runc, with its own
+#      --root state dir (the test image has the /proc, /dev and /sys it
+#      mounts on); umount: nothing left mounted below $T or in the private
+#      dir, which is gone.
+#   2. read-write with --upper/--work: a write lands in upper; the bundle
+#      runs there too; umount.
 #   3. a single-layer image read-only (the private empty lowerdir).
-#   4. errors: DIR does not exist; --upper without --work.
+#   4. an image of 64 layers: their lowerdir paths would not fit the one
+#      page of mount data overlayfs takes; the top layer's file wins.
+#   5. errors: DIR does not exist; --upper without --work.
 # automake runs this as $(SHELL) script; make sure that is bash.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
@@ -92,6 +95,13 @@ if timeout 120 "$SOCI_FUSE" rootfs --cache "$CACHE" "$REF" "$ROOT" 2>"$T/err"; t
 	check "ro: writing fails with EROFS" write_fails_erofs "$ROOT/new-file"
 	check "ro: chroot bash runs" output_is hi timeout 60 chroot "$ROOT" /usr/bin/bash -c 'echo hi'
 	check "ro: layer 1's view" output_is "layer 1 was here" cat "$ROOT/layer1-marker"
+	if [ -n "$RUNTIME" ]; then
+		out=$(run_bundle) && rc=0 || rc=$?
+		check "ro: runc runs a bundle on the rootfs (exit $rc: $out)" \
+			test "$rc:$out" = "0:hello from the runtime"
+	else
+		fail "ro: runc is not installed (contrib/quickstart.sh installs it)"
+	fi
 	check "ro: soci-fuse umount DIR" timeout 60 "$SOCI_FUSE" umount "$ROOT"
 	check "ro: nothing left mounted, private dir gone" nothing_left "$ROOT" "$PRIV"
 else
@@ -106,8 +116,6 @@ if timeout 120 "$SOCI_FUSE" rootfs --cache "$CACHE" --upper "$T/upper" --work "$
 	check "rw: write a file" bash -c "echo written >'$ROOT/etc/new-file'"
 	check "rw: it is in upper" output_is written cat "$T/upper/etc/new-file"
 	check "rw: chroot sees it" output_is written timeout 60 chroot "$ROOT" /bin/busybox cat /etc/new-file
-	# runc needs to create /proc, /dev... mountpoints the test image lacks:
-	# that takes an upper dir
 	if [ -n "$RUNTIME" ]; then
 		out=$(run_bundle) && rc=0 || rc=$?
 		check "rw: runc runs a bundle on the rootfs (exit $rc: $out)" \
@@ -135,6 +143,47 @@ if timeout 120 "$SOCI_FUSE" rootfs --cache "$CACHE" "$REGISTRY/test/small:gzip" 
 	check "one layer, ro: nothing left" nothing_left "$ONE" "$PRIV1"
 else
 	fail "one layer, ro: soci-fuse rootfs: $(cat "$T/err")"
+fi
+
+# ---------------------------------------------------------------- many layers
+# 64 layers, each adding /layers/<i> and replacing /top.  Absolute lowerdir
+# paths (/run/soci-fuse/rootfs/<64 hex>/mnt/layers/<i>, ~100 bytes each)
+# would make 6.5 KB of overlay mount data, over the one page (4096 bytes)
+# mount(2) passes.
+MANY=64
+python3 - "$T/many" "$MANY" <<'EOF'
+import os, sys
+base, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    layer = os.path.join(base, "l%03d" % i)
+    os.makedirs(os.path.join(layer, "layers"), mode=0o755)
+    os.chmod(layer, 0o755)
+    with open(os.path.join(layer, "layers", str(i)), "w") as f:
+        f.write("layer %d\n" % i)
+    with open(os.path.join(layer, "top"), "w") as f:
+        f.write("from layer %d\n" % i)
+EOF
+python3 "$INTEG_DIR/mkimage.py" --no-index --no-zstd "$T/many/out" "$T/many"/l* >/dev/null
+skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$T/many/out/layout:gzip" \
+	"docker://$REGISTRY/test/many:gzip"
+MROOT=$T/rootfs-many
+mkdir -p "$MROOT"
+PRIVM=$(private "$MROOT")
+EXTRA_TMP+=("$PRIVM")
+if timeout 120 "$SOCI_FUSE" rootfs --cache "$CACHE" "$REGISTRY/test/many:gzip" "$MROOT" 2>"$T/err"; then
+	pass "$MANY layers, ro: rootfs returned"
+	check "$MANY layers, ro: overlay at DIR" fstype_is overlay "$MROOT"
+	check "$MANY layers, ro: the top layer's file wins" \
+		output_is "from layer $((MANY - 1))" cat "$MROOT/top"
+	check "$MANY layers, ro: every layer shows" \
+		test "$(find "$MROOT/layers" -mindepth 1 -maxdepth 1 | wc -l)" = "$MANY"
+	check "$MANY layers, ro: the bottom layer's file reads" output_is "layer 0" cat "$MROOT/layers/0"
+	check "$MANY layers, ro: soci-fuse status DIR knows it" \
+		bash -c "timeout 60 '$SOCI_FUSE' status '$MROOT' | grep -q '\"complete\"'"
+	check "$MANY layers, ro: soci-fuse umount DIR" timeout 60 "$SOCI_FUSE" umount "$MROOT"
+	check "$MANY layers, ro: nothing left" nothing_left "$MROOT" "$PRIVM"
+else
+	fail "$MANY layers, ro: soci-fuse rootfs: $(cat "$T/err")"
 fi
 
 # ---------------------------------------------------------------- errors
