@@ -1664,7 +1664,7 @@ static ssize_t failing_read(void *ctx, void *buf, size_t len, struct sf_error *e
 static void test_source_errors(void **state)
 {
 	struct failing_reader f = { 10 };
-	struct sf_reader r = { failing_read, &f };
+	struct sf_reader r = { .read = failing_read, .ctx = &f };
 	struct sf_tar *t;
 	const struct sf_tar_entry *e;
 	struct sf_error err = { 0 };
