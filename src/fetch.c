@@ -985,6 +985,8 @@ sf_ret sf_fetcher_new(const struct sf_fetch_opts *opts, struct sf_fetcher **out,
 		return sf_fail(err, ENOMEM, "fetcher: out of memory");
 	}
 	e = pthread_create(&f->thread, NULL, fetcher_main, f);
+	if (e == 0)
+		pthread_setname_np(f->thread, "sf-fetch");
 	if (e) {
 		fetcher_destroy(f);
 		return sf_fail(err, e, "fetcher: cannot start thread: %s", strerror(e));

@@ -125,6 +125,9 @@ static sf_ret hasher_start(struct sf_hasher *h, void *(*fn)(void *), struct sf_e
 {
 	int rc = pthread_create(&h->thread, NULL, fn, h);
 
+	if (rc == 0) /* named for top -H and perf */
+		pthread_setname_np(h->thread, fn == follow_main ? "sf-sha-blob" : "sf-sha-tar");
+
 	if (rc)
 		return sf_fail(err, rc, "cannot start digest thread: %s", strerror(rc));
 	h->started = true;

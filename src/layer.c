@@ -585,6 +585,7 @@ sf_ret sf_layer_start(struct sf_layer *l, struct sf_registry *reg, struct sf_fet
 		      struct sf_error *err)
 {
 	struct start_args *a;
+	char name[16]; /* a thread name's limit, with the NUL */
 	int rc;
 
 	if (sf_layer_state(l) != SF_LAYER_PENDING)
@@ -598,6 +599,8 @@ sf_ret sf_layer_start(struct sf_layer *l, struct sf_registry *reg, struct sf_fet
 		free(a);
 		return sf_fail(err, rc, "cannot start layer thread: %s", strerror(rc));
 	}
+	snprintf(name, sizeof(name), "sf-layer-%u", l->number); /* for top -H, perf */
+	pthread_setname_np(l->thread, name);
 	l->thread_started = true;
 	return 0;
 }

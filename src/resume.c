@@ -263,6 +263,8 @@ static sf_ret persister_start(struct sf_spool *s, struct sf_error *err)
 	pthread_condattr_destroy(&ca);
 	p->s = s;
 	e = pthread_create(&p->thread, NULL, persister_main, p);
+	if (e == 0)
+		pthread_setname_np(p->thread, "sf-persist");
 	if (e) {
 		pthread_cond_destroy(&p->wake);
 		pthread_mutex_destroy(&p->lock);

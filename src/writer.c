@@ -117,6 +117,8 @@ sf_ret sf_writer_new(int fd, struct sf_writer **out, struct sf_error *err)
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	rc = pthread_create(&w->thread, NULL, writer_main, w);
+	if (rc == 0)
+		pthread_setname_np(w->thread, "sf-write");
 	if (rc) {
 		sf_writer_free(w);
 		return sf_fail(err, rc, "cannot start data writer thread: %s", strerror(rc));
