@@ -14,6 +14,8 @@
 #                                (fuzz/run.sh, FUZZ_SECONDS each, default
 #                                45) in build-fuzz/; exits non-zero on any
 #                                failure
+#   contrib/quickstart.sh build  only install the packages and build in
+#                                build/ (bench/run.sh uses it)
 #
 # All builds are VPATH builds (build/, build-asan/...): configure refuses a
 # VPATH build once the source dir itself has been configured, so an
@@ -26,9 +28,9 @@ set -euo pipefail
 
 MODE=${1:-}
 case $MODE in
-demo | test) ;;
+demo | test | build) ;;
 *)
-	echo "usage: $0 demo|test" >&2
+	echo "usage: $0 demo|test|build" >&2
 	exit 2
 	;;
 esac
@@ -314,4 +316,5 @@ install_packages
 case $MODE in
 demo) run_demo ;;
 test) run_tests ;;
+build) build "$SRC/build" ;;
 esac
