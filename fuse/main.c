@@ -54,7 +54,8 @@ static const char usage_text[] =
 	"  --connections N      parallel HTTP connections (default 16)\n"
 	"  --overlay-xattr NS   serve opaque dirs as NS.overlay.opaque: trusted\n"
 	"                       (default) or user (for overlay's userxattr option)\n"
-	"  -d, --debug          FUSE debug output (implies --foreground)\n"
+	"  -d, --debug          FUSE debug output, and log messages on stderr too\n"
+	"                       (implies --foreground)\n"
 	"  --max-layer-size SIZE       largest layer blob accepted (default 64G)\n"
 	"  --max-expansion-ratio N     uncompressed bytes per blob byte before a layer\n"
 	"                              counts as a decompression bomb (default 1000)\n"
@@ -111,6 +112,27 @@ static int parse_count(const char *s, int *out)
 	return 0;
 }
 
+/* Wipe a secret from the heap when it goes out of scope. */
+static void free_secretp(char **p)
+{
+	if (*p) {
+		explicit_bzero(*p, strlen(*p));
+		free(*p);
+	}
+}
+
+/* --creds USER:PASS: a copy for us, and the argument overwritten in place
+ * (as mysql and curl do), so the password is not left readable in
+ * /proc/PID/cmdline, for ps and anyone else, for the daemon's whole life.
+ * It was visible from exec until here; --authfile avoids even that. */
+static char *take_secret_arg(char *arg)
+{
+	char *copy = strdup(arg);
+
+	memset(arg, 'x', strlen(arg));
+	return copy;
+}
+
 static int bad_option(const char *opt, const char *val)
 {
 	fprintf(stderr, "soci-fuse: invalid value for %s: '%s'\n", opt, val);
@@ -145,6 +167,7 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 		{ 0 },
 	};
 	struct sf_mount_opts o = { .limits = SF_LIMITS_DEFAULTS };
+	__attribute__((cleanup(free_secretp))) char *creds = NULL;
 	int li;
 	const char *upper = NULL, *work = NULL;
 	const char *cmd = rootfs ? "rootfs" : pull ? "pull" : which == CMD_STORE ? "store" : "mount";
@@ -156,7 +179,14 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 		case 'f': o.foreground = true; break;
 		case 'k': o.insecure = true; break;
 		case 'A': o.registry.authfile = optarg; break;
-		case 'C': o.registry.creds = optarg; break;
+		case 'C':
+			free_secretp(&creds);
+			o.registry.creds = creds = take_secret_arg(optarg);
+			if (!creds) {
+				fprintf(stderr, "soci-fuse: out of memory\n");
+				return 1;
+			}
+			break;
 		case 'T': o.registry.tls_ca = optarg; break;
 		case 'R': o.registry.registries_conf = optarg; break;
 		case 'd': o.debug = o.foreground = true; break;

@@ -357,7 +357,8 @@ int sf_mount_main(const struct sf_mount_opts *o)
 	char abs[PATH_MAX];
 	int rc;
 
-	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
+	/* with --debug, log messages go to stderr too: see what the daemon says */
+	openlog("soci-fuse", LOG_PID | (o->debug ? LOG_PERROR : 0), LOG_DAEMON);
 	rc = sf_check_mountpoint(o->mountpoint, abs);
 	if (rc == 0)
 		rc = sf_mount_prepare(&m, o);

@@ -705,7 +705,8 @@ int sf_store_main(const struct sf_mount_opts *o)
 
 	s.ropts.insecure = o->insecure; /* credentials, CAs, mirrors: as for mount */
 	s.limits = o->limits;
-	openlog("soci-fuse", LOG_PID, LOG_DAEMON);
+	/* with --debug, log messages go to stderr too: see what the daemon says */
+	openlog("soci-fuse", LOG_PID | (o->debug ? LOG_PERROR : 0), LOG_DAEMON);
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_mutex_init(&s.create_lock, NULL);
 	pthread_cond_init(&s.lookups_done, NULL);

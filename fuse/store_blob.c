@@ -75,8 +75,9 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 
 /* One attempt.  Returns 0, -EAGAIN after a 401 (g->www_auth set), or an
  * error. */
-static sf_ret get_once(struct sf_registry *reg, const char *url, const char *digest,
-		       uint64_t off, const char *auth, struct get *g, struct sf_error *err)
+static sf_ret get_once(struct sf_registry *reg, struct sf_endpoint *ep, const char *url,
+		       const char *digest, uint64_t off, const char *auth, struct get *g,
+		       struct sf_error *err)
 {
 	char range[80], errbuf[CURL_ERROR_SIZE] = "", want[128];
 	struct curl_slist *hdrs = NULL;
@@ -91,7 +92,7 @@ static sf_ret get_once(struct sf_registry *reg, const char *url, const char *dig
 	hdrs = curl_slist_append(hdrs, range);
 	if (auth[0])
 		hdrs = curl_slist_append(hdrs, auth);
-	sf_registry_setup_curl(reg, c);
+	sf_endpoint_setup_curl(ep, c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, RANGE_TIMEOUT_S);
@@ -125,7 +126,9 @@ static sf_ret get_once(struct sf_registry *reg, const char *url, const char *dig
 sf_ret sf_store_blob_get(struct sf_registry *reg, const char *digest, uint64_t off, size_t len,
 			 unsigned char *buf, struct sf_error *err)
 {
-	_cleanup_free_ char *url = sf_registry_blob_url(reg, digest);
+	/* one endpoint for URL, TLS and token, whatever a resolve does meanwhile */
+	struct sf_endpoint *ep = sf_registry_endpoint(reg);
+	_cleanup_free_ char *url = sf_endpoint_blob_url(ep, digest);
 	_cleanup_free_ struct get *g = calloc(1, sizeof(*g));
 	char auth[AUTH_MAX];
 	sf_ret r;
@@ -134,14 +137,14 @@ sf_ret sf_store_blob_get(struct sf_registry *reg, const char *digest, uint64_t o
 		return sf_fail(err, ENOMEM, "out of memory");
 	for (int attempt = 0;; attempt++) {
 		*g = (struct get){ .buf = buf, .len = len };
-		sf_registry_auth_header(reg, auth, sizeof(auth));
-		r = get_once(reg, url, digest, off, auth, g, err);
+		sf_endpoint_auth_header(ep, auth, sizeof(auth));
+		r = get_once(reg, ep, url, digest, off, auth, g, err);
 		if (r != -EAGAIN)
 			return r;
 		if (attempt > 0)
 			return sf_fail(err, EACCES, "%s: blob %s: HTTP 401 after a new token",
 				       sf_registry_name(reg), digest);
-		r = sf_registry_reauth(reg, g->www_auth, auth, err);
+		r = sf_endpoint_reauth(ep, g->www_auth, auth, err);
 		if (r < 0)
 			return r;
 	}

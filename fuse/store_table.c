@@ -188,6 +188,9 @@ static void resolve(struct store *s, struct ref_rec *rec)
 
 	if (!rec->reg)
 		r = sf_registry_new(&rec->ref, &s->ropts, &rec->reg, &err);
+	/* Transfers of this reference's layers and blob reads may be using
+	 * rec->reg right now; that is safe: each took its endpoint (URL, TLS,
+	 * token) once, and a resolve only changes the one later ones take. */
 	if (r == 0)
 		r = sf_registry_resolve(rec->reg, &img, &err);
 	if (r < 0 && sf_registry_unreachable(r) && !rec->img.ref) {

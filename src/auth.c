@@ -4,8 +4,9 @@
  * Files are parsed with jansson (already the project's JSON library), base64
  * with OpenSSL's EVP_DecodeBlock (already linked for digests).  Helpers run
  * with fork+execvp on pipes; we write the host, close stdin, read at most
- * SF_AUTH_HELPER_OUT_MAX bytes of stdout with a deadline, and kill the
- * helper when it is late.  Its stderr is inherited (it talks to the user).
+ * SF_AUTH_HELPER_OUT_MAX bytes of stdout and wait for the exit, both within
+ * one deadline, and kill the helper when it is late.  Its stderr is
+ * inherited (it talks to the user).
  *
  * Invariant: no secret (password, identity token, the base64 "auth") is
  * ever formatted into a message; messages name the file or the helper.
@@ -165,11 +166,37 @@ static int wait_child(pid_t pid, bool kill_it)
 	return st;
 }
 
+/* Reap pid by the deadline, or kill it then: end of its stdout does not
+ * mean a helper is done (one may close stdout and keep running), and a
+ * plain waitpid() would then block the lookup, and the mount, forever.
+ * Polls with naps growing to 20 ms: helpers run once per lookup. */
+static sf_ret reap_by(pid_t pid, int64_t deadline, int *status)
+{
+	useconds_t nap = 1000;
+
+	for (;;) {
+		pid_t w = waitpid(pid, status, WNOHANG);
+
+		if (w == pid)
+			return 0;
+		if (w < 0 && errno != EINTR)
+			return -errno;
+		if (mono_ms() >= deadline) {
+			*status = wait_child(pid, true);
+			return -ETIMEDOUT;
+		}
+		usleep(nap);
+		if (nap < 20000)
+			nap *= 2;
+	}
+}
+
 /* Run `docker-credential-<name> get` with server on stdin; its stdout in
  * out (NUL-terminated), exit status in *status. */
 static sf_ret run_helper(const char *prog, const char *server, int timeout_ms, char *out,
 			 size_t cap, int *status, struct sf_error *err)
 {
+	int64_t deadline = mono_ms() + timeout_ms; /* for the answer and the exit */
 	int in[2], outp[2];
 	size_t len = 0;
 	pid_t pid;
@@ -203,10 +230,16 @@ static sf_ret run_helper(const char *prog, const char *server, int timeout_ms, c
 	ssize_t w = write(in[1], server, strlen(server)); /* failure: the exit status tells */
 	(void)w;
 	close(in[1]);
-	r = read_output(outp[0], out, cap - 1, &len, mono_ms() + timeout_ms);
+	r = read_output(outp[0], out, cap - 1, &len, deadline);
 	close(outp[0]);
 	out[len] = '\0';
-	*status = wait_child(pid, r < 0);
+	if (r < 0) {
+		*status = wait_child(pid, true);
+	} else if ((r = reap_by(pid, deadline, status)) == -ETIMEDOUT) {
+		explicit_bzero(out, len);
+		return sf_fail(err, ETIMEDOUT, "credential helper %s did not exit within %d ms "
+			       "(it closed its output)", prog, timeout_ms);
+	}
 	if (r == -ETIMEDOUT)
 		return sf_fail(err, ETIMEDOUT, "credential helper %s did not answer within %d ms",
 			       prog, timeout_ms);

@@ -24,7 +24,8 @@ struct chunk {
 	uint64_t done;	/* [off, off + done) is written */
 	int64_t due_ms; /* CH_BACKOFF: monotonic time it may start */
 	int tries;	/* failed attempts charged to the retry budget */
-	int auth_tries;
+	int auth_tries;	  /* 401s since the blob last made progress (auth_oks) */
+	uint64_t auth_oks; /* bstate.oks at the last of them */
 	int hops; /* redirects followed since this chunk last got data */
 	enum chunk_state state;
 };
@@ -33,9 +34,15 @@ struct chunk {
 struct bstate {
 	struct sf_blob *b;
 	struct bstate *next_pending;
-	char *url;	/* the registry's blob URL */
+	/* Where every request of this blob goes, with that host's TLS settings
+	 * and token: taken once when the blob is added, so a resolve that
+	 * switches the registry to another mirror meanwhile cannot give a
+	 * chunk one host's URL and another's credentials. */
+	struct sf_endpoint *ep;
+	char *url;	/* the registry's blob URL (on ep) */
 	char *loc;	/* where it redirected to (reused for every chunk), or NULL */
 	int refusals;	/* store refusals since any chunk of the blob last got data */
+	uint64_t oks;	/* answers judged V_OK so far: the blob's progress */
 	uint64_t cs;			/* chunk size */
 	uint64_t nchunks, head, next;	/* see the invariants above */
 	struct chunk *chunks;

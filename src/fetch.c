@@ -57,7 +57,8 @@
  * state of that GET; contig is then simply its write position).
  *
  * Failures: 401 asks the registry for a new token and retries at once (at
- * most AUTH_RETRIES times per chunk, without consuming the retry budget);
+ * most AUTH_RETRIES times per chunk without progress of the blob in
+ * between, and without consuming the retry budget);
  * 408, 429, 5xx, a wrong Content-Range, a short body and transport errors
  * consume one of `retries` and wait (Retry-After for 429, else jittered
  * exponential backoff); any other status, a spool write error or an
@@ -339,6 +340,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
 		if (x->verdict == V_OK) { /* the URL works */
 			x->c->hops = 0;
 			x->bs->refusals = 0;
+			x->bs->oks++;
 		}
 	}
 	switch (x->verdict) {
@@ -381,7 +383,7 @@ static sf_ret xfer_options(struct xfer *x)
 	}
 	x->auth[0] = '\0';
 	if (!x->to_store)
-		sf_registry_auth_header(x->bs->b->reg, x->auth, sizeof(x->auth));
+		sf_endpoint_auth_header(x->bs->ep, x->auth, sizeof(x->auth));
 	if (x->auth[0]) {
 		x->hdrs = curl_slist_append(NULL, x->auth);
 		if (!x->hdrs)
@@ -403,7 +405,7 @@ static sf_ret xfer_prepare(struct xfer *x)
 	curl_easy_setopt(x->easy, CURLOPT_BUFFERSIZE, CURL_BUFFER_SIZE);
 	curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_TIME, STALL_SECONDS);
-	sf_registry_setup_curl(x->bs->b->reg, x->easy); /* may override the two above */
+	sf_endpoint_setup_curl(x->bs->ep, x->easy); /* may override the two above */
 	return xfer_options(x);
 }
 
@@ -555,11 +557,21 @@ static void on_unauthorized(struct sf_fetcher *f, struct xfer *x)
 	struct sf_error e = { 0 };
 	sf_ret r;
 
+	/* The budget stops tokens that never work: 401s with no progress of the
+	 * blob in between.  Data since this chunk's last 401 shows the tokens
+	 * do work and this one was revoked or expired; a registry that revokes
+	 * every token at once can make one chunk meet several such 401s in a
+	 * row while the other chunks move on. */
+	if (x->c->auth_oks != x->bs->oks) {
+		x->c->auth_oks = x->bs->oks;
+		x->c->auth_tries = 0;
+	}
 	if (++x->c->auth_tries > AUTH_RETRIES) {
-		blob_fail(f, x->bs, -EACCES, "HTTP 401 after %d re-authentications", AUTH_RETRIES);
+		blob_fail(f, x->bs, -EACCES,
+			  "HTTP 401 after %d re-authentications without progress", AUTH_RETRIES);
 		return;
 	}
-	r = sf_registry_reauth(x->bs->b->reg, x->www_auth[0] ? x->www_auth : NULL, x->auth, &e);
+	r = sf_endpoint_reauth(x->bs->ep, x->www_auth[0] ? x->www_auth : NULL, x->auth, &e);
 	if (r < 0) {
 		blob_fail(f, x->bs, r, "authentication failed: %s", sf_error_text(&e, r));
 		return;
@@ -1042,7 +1054,8 @@ static struct bstate *bstate_new(struct sf_fetcher *f, struct sf_blob *b)
 		bs->cs = f->chunk_size;
 		bs->nchunks = (b->size - b->start + bs->cs - 1) / bs->cs;
 		bs->contig = b->start;
-		bs->url = sf_registry_blob_url(b->reg, b->digest);
+		bs->ep = sf_registry_endpoint(b->reg); /* once: see bstate.ep */
+		bs->url = sf_endpoint_blob_url(bs->ep, b->digest);
 		bs->chunks = calloc((size_t)bs->nchunks, sizeof(*bs->chunks));
 	}
 	if (!bs || !bs->url || !bs->chunks) {

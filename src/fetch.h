@@ -12,10 +12,12 @@
  * far ahead and the spool never runs far ahead of unpacking.
  *
  * A 200 answer to a Range request means "no range support": that blob is
- * fetched with one streamed GET instead.  A 401 triggers sf_registry_reauth
- * and a retry; 5xx, 429 and transport errors retry with jittered backoff,
- * resuming only the missing bytes, within a bounded budget; after that the
- * blob fails with a message naming registry, blob and status.
+ * fetched with one streamed GET instead.  All requests of a blob go to the
+ * endpoint its registry had when the blob was added (sf_registry_endpoint).
+ * A 401 triggers sf_endpoint_reauth and a retry; 5xx, 429 and transport
+ * errors retry with jittered backoff, resuming only the missing bytes,
+ * within a bounded budget; after that the blob fails with a message naming
+ * registry, blob and status.
  */
 #ifndef SF_FETCH_H
 #define SF_FETCH_H

@@ -11,8 +11,8 @@
 #define _GNU_SOURCE
 #endif
 #include "fetch-private.h"
+#include "http_util.h"
 
-#define RETRY_AFTER_MAX_S 1000000L /* the caller caps the wait further */
 #define LOCATION_MAX 8192
 
 #include <errno.h>
@@ -77,25 +77,6 @@ static bool header_value(const char *buf, size_t len, const char *name, char *ou
 	return true;
 }
 
-/* Retry-After: delta-seconds or an HTTP-date; seconds from now, or -1. */
-static long parse_retry_after(const char *s)
-{
-	struct tm tm = { 0 };
-	const char *end;
-	uint64_t v;
-	time_t when, now = time(NULL);
-
-	if (parse_u64(s, s + strlen(s), &v))
-		return v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (long)v;
-	end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-	if (!end || *end)
-		return -1;
-	when = timegm(&tm);
-	if (when <= now)
-		return 0;
-	return when - now > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (long)(when - now);
-}
-
 void fetch_response_reset(struct xfer *x)
 {
 	x->crange[0] = '\0';
@@ -117,7 +98,7 @@ size_t fetch_on_header(char *buf, size_t size, size_t n, void *ud)
 		 header_value(buf, len, "WWW-Authenticate", x->www_auth, sizeof(x->www_auth)))
 		;
 	else if (header_value(buf, len, "Retry-After", tmp, sizeof(tmp)))
-		x->retry_after_s = parse_retry_after(tmp);
+		x->retry_after_s = sf_http_retry_after(tmp, time(NULL));
 	return len;
 }
 

@@ -19,8 +19,11 @@
 #define ACCEPT_MANIFEST "Accept: " SF_MANIFEST_ACCEPT
 
 /* One place an image can be pulled from: a mirror or the registry itself.
- * Auth state is per endpoint: a token of one host means nothing to another. */
+ * Auth state is per endpoint: a token of one host means nothing to another.
+ * Everything but the auth state below `lock` is set by sf_registry_new and
+ * never changes (registry.h, sf_registry_endpoint). */
 struct sf_endpoint {
+	struct sf_registry *reg; /* the handle it belongs to */
 	char *host;	  /* host[:port] we talk to */
 	char *base;	  /* "https://host[:port]" */
 	char *repository; /* the repository on this endpoint (a mirror may add a prefix) */
@@ -47,7 +50,10 @@ struct sf_registry {
 	long stall_s; /* abort a transfer slower than 1 byte/s for this long */
 	struct sf_endpoint *eps; /* mirrors in order, the registry last */
 	size_t n_eps;
-	struct sf_endpoint *ep; /* the one resolve chose; the fetcher uses it */
+	/* The endpoint the last good resolve chose, for transfers to take.
+	 * Read and written with __atomic (acquire/release) only: a resolve
+	 * publishes it while transfers of earlier blobs run. */
+	struct sf_endpoint *ep;
 };
 
 struct http_resp {

@@ -42,9 +42,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "http_util.h"
 #include "regconf.h"
 
 #ifdef PACKAGE_VERSION
@@ -193,9 +195,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 		free(r->content_type);
 		r->content_type = v;
 	} else if ((v = header_value(p, len, "Retry-After"))) {
-		char *end;
-		long s = strtol(v, &end, 10);
-		r->retry_after_s = end != v && !*end && s >= 0 ? s : -1; /* dates: backoff */
+		r->retry_after_s = sf_http_retry_after(v, time(NULL));
 		free(v);
 	} else if ((v = header_value(p, len, "WWW-Authenticate"))) {
 		if (!r->www_auth || (!starts_bearer(r->www_auth) && starts_bearer(v))) {
@@ -515,10 +515,17 @@ static void endpoint_clear(struct sf_endpoint *ep)
 }
 
 /* As ssh-agent does: a process that holds a password leaves no core dump
- * (and cannot be ptraced by its user).  Not under AddressSanitizer, whose
- * leak checker must ptrace the process at exit. */
+ * (and cannot be ptraced by its user).  PR_SET_DUMPABLE alone is not
+ * enough: with fs.suid_dumpable=2 the kernel dumps non-dumpable processes
+ * too, so the core size limit goes to 0 as well (the kernel then writes no
+ * core file, and handlers such as systemd-coredump honour the limit they
+ * are given).  Not PR_SET_DUMPABLE under AddressSanitizer, whose leak
+ * checker must ptrace the process at exit. */
 static void no_core_dumps(void)
 {
+	struct rlimit none = { 0, 0 };
+
+	setrlimit(RLIMIT_CORE, &none);
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define SF_ASAN 1
@@ -562,6 +569,7 @@ static sf_ret add_endpoint(struct sf_registry *r, const struct sf_regconf_entry 
 		free(host);
 		return oom(err);
 	}
+	r->eps[r->n_eps].reg = r;
 	ret = endpoint_init(&r->eps[r->n_eps++], host, repo, mirror, insecure, o, err);
 	free(host);
 	return ret;
@@ -595,7 +603,7 @@ static sf_ret init_endpoints(struct sf_registry *r, const struct sf_registry_opt
 		ret = add_endpoint(r, e, e && e->location ? e->location : e ? e->prefix : NULL,
 				   false, insecure || (e && e->insecure), o, err);
 	sf_regconf_clear(&conf);
-	r->ep = &r->eps[r->n_eps - 1];
+	__atomic_store_n(&r->ep, &r->eps[r->n_eps - 1], __ATOMIC_RELEASE); /* until a resolve */
 	for (size_t i = 0; ret == 0 && i < r->n_eps; i++)
 		if (sf_creds_present(&r->eps[i].creds))
 			no_core_dumps();
@@ -642,9 +650,14 @@ void sf_registry_free(struct sf_registry *r)
 	free(r);
 }
 
-char *sf_registry_blob_url(struct sf_registry *r, const char *digest)
+struct sf_endpoint *sf_registry_endpoint(struct sf_registry *r)
 {
-	return xfmt("%s/v2/%s/blobs/%s", r->ep->base, r->ep->repository, digest);
+	return __atomic_load_n(&r->ep, __ATOMIC_ACQUIRE);
+}
+
+char *sf_endpoint_blob_url(struct sf_endpoint *ep, const char *digest)
+{
+	return xfmt("%s/v2/%s/blobs/%s", ep->base, ep->repository, digest);
 }
 
 void sf_registry_setup_curl_ep(struct sf_registry *r, struct sf_endpoint *ep, void *curl_easy)
@@ -676,9 +689,9 @@ void sf_registry_setup_curl_ep(struct sf_registry *r, struct sf_endpoint *ep, vo
 	}
 }
 
-void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy)
+void sf_endpoint_setup_curl(struct sf_endpoint *ep, void *curl_easy)
 {
-	sf_registry_setup_curl_ep(r, r->ep, curl_easy);
+	sf_registry_setup_curl_ep(ep->reg, ep, curl_easy);
 }
 
 const char *sf_registry_name(const struct sf_registry *r)
@@ -686,18 +699,13 @@ const char *sf_registry_name(const struct sf_registry *r)
 	return r->ref.registry;
 }
 
-const char *sf_registry_host(const struct sf_registry *r)
+void sf_endpoint_auth_header(struct sf_endpoint *ep, char *buf, size_t len)
 {
-	return r->ep->host;
+	sf_reg_auth_header(ep->reg, ep, buf, len);
 }
 
-void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len)
-{
-	sf_reg_auth_header(r, r->ep, buf, len);
-}
-
-sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
+sf_ret sf_endpoint_reauth(struct sf_endpoint *ep, const char *www_authenticate,
 			  const char *failed_header, struct sf_error *err)
 {
-	return sf_reg_reauth(r, r->ep, www_authenticate, failed_header, err);
+	return sf_reg_reauth(ep->reg, ep, www_authenticate, failed_header, err);
 }

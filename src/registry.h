@@ -4,8 +4,10 @@
  * auth; mirrors from registries.conf and CA certificates from certs.d
  * (regconf.h).
  *
- * Thread safety: sf_registry_auth_header() and sf_registry_reauth() may be
- * called from any thread (the fetcher's); resolve is called once, up front.
+ * Thread safety: everything may be called from any thread.  A resolve may
+ * run while transfers of earlier blobs use the handle (the store re-resolves
+ * a tag that may have moved): it only changes which endpoint
+ * sf_registry_endpoint() hands to transfers that start later.
  */
 #ifndef SF_REGISTRY_H
 #define SF_REGISTRY_H
@@ -72,29 +74,40 @@ void sf_registry_free(struct sf_registry *r);
  * name the ref: "127.0.0.1:5000/library/nope:latest: manifest unknown". */
 sf_ret sf_registry_resolve(struct sf_registry *r, struct sf_image *img, struct sf_error *err);
 
-/* "http(s)://host/v2/<repo>/blobs/<digest>".  New string. */
-char *sf_registry_blob_url(struct sf_registry *r, const char *digest);
+/* One place blobs are pulled from: a mirror or the registry itself, with
+ * its own URL, TLS settings and credentials. */
+struct sf_endpoint;
 
-/* Current "Authorization: ..." header line for r, or "" when anonymous;
+/* The endpoint the last successful resolve chose (before any: the registry
+ * itself).  Borrowed: endpoints are made by sf_registry_new and live until
+ * sf_registry_free, never changed but for their token, which has a lock of
+ * its own.  A transfer takes its endpoint here once and uses it for URL,
+ * TLS settings and Authorization alike, so all of them belong to one host
+ * even when a resolve meanwhile switches r to another mirror: otherwise a
+ * chunk for mirror A could go out with mirror B's credentials. */
+struct sf_endpoint *sf_registry_endpoint(struct sf_registry *r);
+
+/* "http(s)://host/v2/<repo>/blobs/<digest>" on ep.  New string. */
+char *sf_endpoint_blob_url(struct sf_endpoint *ep, const char *digest);
+
+/* Current "Authorization: ..." header line for ep, or "" when anonymous;
  * a token about to expire is refreshed first.  Copied into buf (len >=
- * 8192 recommended).  Only for requests to sf_registry_host(r). */
-void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len);
+ * 8192 recommended).  Only for requests to ep's own origin. */
+void sf_endpoint_auth_header(struct sf_endpoint *ep, char *buf, size_t len);
 
-/* A request got 401 with this WWW-Authenticate value (or 403 without a
- * challenge: www_authenticate NULL, repeat the last one): obtain a fresh token.
- * failed_header is the Authorization line the failing request used; when the
- * token has already been refreshed since, this returns 0 at once, so many
- * chunks failing together fetch one token. */
-sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
+/* A request to ep got 401 with this WWW-Authenticate value (or 403 without
+ * a challenge: www_authenticate NULL, repeat the last one): obtain a fresh
+ * token.  failed_header is the Authorization line the failing request
+ * used; when the token has already been refreshed since, this returns 0 at
+ * once, so many chunks failing together fetch one token. */
+sf_ret sf_endpoint_reauth(struct sf_endpoint *ep, const char *www_authenticate,
 			  const char *failed_header, struct sf_error *err);
 
-/* Apply the registry's TLS/transport settings to a curl easy handle (CA,
- * timeouts, user agent).  Takes a CURL * as void * to keep curl.h out. */
-void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy);
+/* Apply ep's TLS/transport settings to a curl easy handle (CA, timeouts,
+ * user agent).  Takes a CURL * as void * to keep curl.h out. */
+void sf_endpoint_setup_curl(struct sf_endpoint *ep, void *curl_easy);
 
 /* Registry name for messages ("127.0.0.1:5000"). Borrowed. */
 const char *sf_registry_name(const struct sf_registry *r);
-/* host[:port] blobs come from (a mirror's, after resolve).  Borrowed. */
-const char *sf_registry_host(const struct sf_registry *r);
 
 #endif

@@ -9,9 +9,12 @@
  *
  * Mirrors: the endpoints (registry-private.h) are tried in order, the
  * registry itself last; the first one that yields a complete, verified
- * image becomes r->ep, which the fetcher then uses for the blobs.  A
- * mirror's failure (missing image, unreachable, bad data) only moves on to
- * the next endpoint; the error reported is the registry's own.
+ * image becomes r->ep, which transfers then take for the blobs.  Each try
+ * works on its endpoint alone and r->ep is published once, at the end, so
+ * transfers running meanwhile never see an endpoint that did not serve the
+ * image (registry.h, sf_registry_endpoint).  A mirror's failure (missing
+ * image, unreachable, bad data) only moves on to the next endpoint; the
+ * error reported is the registry's own.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -45,11 +48,12 @@ static sf_ret verify_digest(struct sf_registry *r, const char *what, struct fetc
 		       expect, f->digest);
 }
 
-/* GET a manifest by tag or digest; expect = the digest it must have. */
-static sf_ret fetch_manifest(struct sf_registry *r, const char *reference, const char *expect,
+/* GET a manifest from ep by tag or digest; expect = the digest it must have. */
+static sf_ret fetch_manifest(struct sf_endpoint *ep, const char *reference, const char *expect,
 			     struct fetched *f, struct sf_manifest *m, struct sf_error *err)
 {
-	_cleanup_free_ char *url = xfmt("%s/v2/%s/manifests/%s", r->ep->base, r->ep->repository,
+	struct sf_registry *r = ep->reg;
+	_cleanup_free_ char *url = xfmt("%s/v2/%s/manifests/%s", ep->base, ep->repository,
 					reference);
 	_cleanup_free_ char *what = NULL;
 	struct http_resp resp = { 0 };
@@ -58,9 +62,9 @@ static sf_ret fetch_manifest(struct sf_registry *r, const char *reference, const
 
 	if (!url || !(what = child ? xfmt("manifest %s: ", expect) : strdup("")))
 		return oom(err);
-	ret = sf_reg_get(r, r->ep, url, ACCEPT_MANIFEST, &resp, err);
+	ret = sf_reg_get(r, ep, url, ACCEPT_MANIFEST, &resp, err);
 	if (ret == 0)
-		ret = sf_reg_check_status(r, r->ep, &resp, what, err);
+		ret = sf_reg_check_status(r, ep, &resp, what, err);
 	f->body = steal_pointer(&resp.body);
 	f->len = resp.len;
 	if (ret == 0)
@@ -74,9 +78,10 @@ static sf_ret fetch_manifest(struct sf_registry *r, const char *reference, const
 	return ret;
 }
 
-static sf_ret follow_index(struct sf_registry *r, struct fetched *doc, struct sf_manifest *m,
+static sf_ret follow_index(struct sf_endpoint *ep, struct fetched *doc, struct sf_manifest *m,
 			   struct sf_error *err)
 {
+	struct sf_registry *r = ep->reg;
 	struct sf_platform want = { r->os, r->arch, r->variant };
 	const struct sf_index_entry *e;
 	struct sf_manifest child = { 0 };
@@ -94,7 +99,7 @@ static sf_ret follow_index(struct sf_registry *r, struct fetched *doc, struct sf
 	digest = strdup(e->desc.digest);
 	if (!digest)
 		return oom(err);
-	ret = fetch_manifest(r, digest, digest, &cf, &child, err);
+	ret = fetch_manifest(ep, digest, digest, &cf, &child, err);
 	if (ret == 0 && cf.len != e->desc.size)
 		ret = sf_fail(err, EIO, "%s: manifest %s is %zu bytes, the index says %llu",
 			      r->ref_str, digest, cf.len, (unsigned long long)e->desc.size);
@@ -113,15 +118,16 @@ static sf_ret follow_index(struct sf_registry *r, struct fetched *doc, struct sf
 	return 0;
 }
 
-static sf_ret resolve_manifest(struct sf_registry *r, struct sf_image *img,
+static sf_ret resolve_manifest(struct sf_endpoint *ep, struct sf_image *img,
 			       struct sf_manifest *m, struct sf_error *err)
 {
-	const char *reference = r->ref.digest ? r->ref.digest : r->ref.tag;
+	const struct sf_ref *ref = &ep->reg->ref;
+	const char *reference = ref->digest ? ref->digest : ref->tag;
 	struct fetched f = { 0 };
-	sf_ret ret = fetch_manifest(r, reference, r->ref.digest, &f, m, err);
+	sf_ret ret = fetch_manifest(ep, reference, ref->digest, &f, m, err);
 
 	if (ret == 0 && m->kind == SF_KIND_INDEX)
-		ret = follow_index(r, &f, m, err);
+		ret = follow_index(ep, &f, m, err);
 	if (ret == 0) {
 		img->manifest_digest = strdup(f.digest);
 		img->manifest_json = f.body ? steal_pointer(&f.body) : strdup("");
@@ -132,11 +138,12 @@ static sf_ret resolve_manifest(struct sf_registry *r, struct sf_image *img,
 	return ret;
 }
 
-static sf_ret fetch_config(struct sf_registry *r, struct sf_image *img,
+static sf_ret fetch_config(struct sf_endpoint *ep, struct sf_image *img,
 			   const struct sf_manifest *m, struct fetched *f, struct sf_error *err)
 {
+	struct sf_registry *r = ep->reg;
 	const struct sf_descriptor *c = &m->config;
-	_cleanup_free_ char *url = sf_registry_blob_url(r, c->digest);
+	_cleanup_free_ char *url = sf_endpoint_blob_url(ep, c->digest);
 	struct http_resp resp = { 0 };
 	sf_ret ret;
 
@@ -145,9 +152,9 @@ static sf_ret fetch_config(struct sf_registry *r, struct sf_image *img,
 			       r->ref_str, c->digest, (unsigned long long)c->size, SF_RESPONSE_MAX);
 	if (!url)
 		return oom(err);
-	ret = sf_reg_get(r, r->ep, url, NULL, &resp, err);
+	ret = sf_reg_get(r, ep, url, NULL, &resp, err);
 	if (ret == 0)
-		ret = sf_reg_check_status(r, r->ep, &resp, "config blob: ", err);
+		ret = sf_reg_check_status(r, ep, &resp, "config blob: ", err);
 	f->body = steal_pointer(&resp.body);
 	f->len = resp.len;
 	sf_reg_resp_clear(&resp);
@@ -192,12 +199,13 @@ static sf_ret fill_layers(const char *ref_str, struct sf_image *img, struct sf_m
 	return 0;
 }
 
-static sf_ret resolve_config(struct sf_registry *r, struct sf_image *img,
+static sf_ret resolve_config(struct sf_endpoint *ep, struct sf_image *img,
 			     struct sf_manifest *m, struct sf_error *err)
 {
+	struct sf_registry *r = ep->reg;
 	struct sf_image_config cfg = { 0 };
 	struct fetched f = { 0 };
-	sf_ret ret = fetch_config(r, img, m, &f, err);
+	sf_ret ret = fetch_config(ep, img, m, &f, err);
 
 	if (ret == 0) {
 		ret = sf_config_parse(f.body, f.len, m->n_layers, &cfg, err);
@@ -213,19 +221,19 @@ static sf_ret resolve_config(struct sf_registry *r, struct sf_image *img,
 	return ret;
 }
 
-static sf_ret resolve_at(struct sf_registry *r, struct sf_image *img, struct sf_error *err)
+static sf_ret resolve_at(struct sf_endpoint *ep, struct sf_image *img, struct sf_error *err)
 {
 	struct sf_manifest m = { 0 };
 	sf_ret ret = 0;
 
 	memset(img, 0, sizeof(*img));
-	img->ref = strdup(r->ref_str);
+	img->ref = strdup(ep->reg->ref_str);
 	if (!img->ref)
 		ret = oom(err);
 	if (ret == 0)
-		ret = resolve_manifest(r, img, &m, err);
+		ret = resolve_manifest(ep, img, &m, err);
 	if (ret == 0)
-		ret = resolve_config(r, img, &m, err);
+		ret = resolve_config(ep, img, &m, err);
 	sf_manifest_clear(&m);
 	if (ret < 0)
 		sf_image_clear(img);
@@ -237,16 +245,18 @@ sf_ret sf_registry_resolve(struct sf_registry *r, struct sf_image *img, struct s
 	sf_ret ret = -ENOENT;
 
 	for (size_t i = 0; i < r->n_eps; i++) {
+		struct sf_endpoint *ep = &r->eps[i];
 		struct sf_error e = { 0 };
 
-		r->ep = &r->eps[i];
-		ret = resolve_at(r, img, &e);
-		if (ret == 0)
+		ret = resolve_at(ep, img, &e);
+		if (ret == 0) {
+			__atomic_store_n(&r->ep, ep, __ATOMIC_RELEASE);
 			return 0;
+		}
 		if (err)
 			*err = e;
-		if (r->ep->mirror)
-			sf_error_prefix(err, "%s", r->ep->peer); /* if it was the last one */
+		if (ep->mirror)
+			sf_error_prefix(err, "%s", ep->peer); /* if it was the last one */
 	}
 	return ret;
 }

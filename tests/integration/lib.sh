@@ -307,8 +307,8 @@ stop_regproxy() {
 }
 
 # regproxy_count NAME PYTHON_EXPR: how many requests in NAME's JSON log
-# satisfy the expression over `r` (a dict: listener, method, path, range,
-# status, bytes, auth, fault, kind, grant, leak, expired, redirect).
+# satisfy the expression over `r` (a dict: t, listener, method, path, range,
+# status, bytes, auth, fault, kind, grant, leak, expired, redirect, revoked).
 regproxy_count() {
 	python3 - "$T/$1.jsonl" "$2" <<'PYEOF'
 import json, sys

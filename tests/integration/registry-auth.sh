@@ -6,6 +6,9 @@
 #   bearer-anon   anonymous Bearer tokens that live 2 s, blobs throttled so
 #                 the pull outlives several of them: tokens are refreshed,
 #                 the tree is exact
+#   coalesce      all tokens revoked every 32nd blob request under 16
+#                 connections: an upper bound on token requests proves the
+#                 401s of chunks in flight together share one new token
 #   authfile      Bearer with credentials from --authfile (Basic to /token)
 #   nocreds       the same server without credentials: one clean error
 #   wrongcreds    wrong credentials: one clean error naming their source
@@ -17,7 +20,9 @@
 #   ipv6          a registry at [::1]:PORT (skipped without IPv6 loopback)
 #   ecr           tokens good for 3 requests, 403 without a challenge when
 #                 spent (ECR): refreshed, the tree is exact
-#   secrets       no password or token in the output (trace on), status
+#   secrets       no password or token in the output (trace on), status,
+#                 a foreground -d mount's debug output and log, or the
+#                 daemons' command lines (--creds is wiped); core limit 0
 # automake runs this as $(SHELL) script; make sure that is bash.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
@@ -82,6 +87,24 @@ log "bearer-anon: $tokens token requests, $(count anon 'get("status") == 401') a
 check "bearer-anon: tokens were refreshed during the pull ($tokens token requests)" test "$tokens" -ge 3
 check "bearer-anon: anonymous token requests" test "$(count anon 'get("grant") != "anonymous" and get("kind") == "token"')" = 0
 stop_regproxy anon
+
+# ---------------------------------------------------------------- coalesce
+# Every 32nd blob request revokes all tokens server-side while 16
+# connections of 128 KiB chunks are in flight: the chunks that meet the 401
+# together must share one new token (sf_reg_reauth), not fetch one each.
+# Tokens live 60 s, so none is refreshed for its age meanwhile.  (Revoking
+# more often than once per round of 16 requests starves retries by design.)
+start_regproxy burst --auth bearer --revoke-every 32
+check "coalesce: tokens revoked under 16 connections: tree equals podman's" \
+	mount_cmp coalesce "$PROXY" --connections 16 --chunk-size 128K
+revoked=$(count burst 'get("revoked")')
+tokens=$(count burst 'get("kind") == "token"')
+n401=$(count burst 'get("status") == 401 and "/blobs/" in r["path"]')
+log "coalesce: $revoked revocations, $n401 blob requests refused 401, $tokens token requests"
+check "coalesce: tokens were revoked mid-pull ($revoked times)" test "$revoked" -ge 3
+check "coalesce: one token per revocation at most ($tokens tokens, $revoked revocations + the first + 1)" \
+	test "$tokens" -le $((revoked + 2))
+stop_regproxy burst
 
 # ---------------------------------------------------------------- authfile
 start_regproxy login --auth bearer --users "alice:$PASSWORD" --token-lifetime 30
@@ -183,6 +206,42 @@ check "secrets: traced mount succeeds" \
 	--creds "alice:$PASSWORD" "$PROXY/test/img:gzip" "$T/mnt-sec" 2>"$T/secrets.err"
 check "secrets: the trace shows redacted headers" grep -q 'Bearer <redacted>' "$T/secrets.err"
 is_mounted "$T/mnt-sec" && { wait_complete "$T/mnt-sec" 120 || true; }
+# daemon_clean PID: --creds is wiped from PID's command line (ps,
+# /proc/PID/cmdline), and PID can leave no core file (limit 0)
+daemon_clean() {
+	local pid=$1 argv
+	[ -n "$pid" ] && argv=$(tr '\0' ' ' <"/proc/$pid/cmdline") || { echo "no process '$pid'" >&2; return 1; }
+	[[ $argv == *--creds* ]] || { echo "pid $pid is not ours: $argv" >&2; return 1; }
+	[[ $argv != *"$PASSWORD"* ]] || { echo "password in the command line of $pid" >&2; return 1; }
+	grep -Eq '^Max core file size +0 +0 ' "/proc/$pid/limits" ||
+		{ grep core "/proc/$pid/limits" >&2; return 1; }
+}
+check "secrets: the daemon's command line has no password, its core limit is 0" \
+	daemon_clean "$(soci_fuse_pids "$T/mnt-sec" | head -n 1)"
+# A foreground mount with FUSE debug output, log messages on stderr (-d)
+# and the HTTP trace: everything it says ends up in fg.err / fg.out.
+fg_debug_mount() {
+	local i
+	mkdir -p "$T/mnt-fg"
+	SOCI_FUSE_DEBUG_HTTP=1 "$SOCI_FUSE" mount -f -d --cache "$T/cache-fg" \
+		--creds "alice:$PASSWORD" "$PROXY/test/img:gzip" "$T/mnt-fg" >"$T/fg.out" 2>"$T/fg.err" &
+	FG_PID=$!
+	BG_PIDS+=("$FG_PID")
+	for ((i = 0; i < 600; i++)); do
+		is_mounted "$T/mnt-fg" && break
+		kill -0 "$FG_PID" 2>/dev/null || { tail -n 5 "$T/fg.err" >&2; return 1; }
+		sleep 0.1
+	done
+	is_mounted "$T/mnt-fg" || { echo "mnt-fg: not mounted after 60 s" >&2; return 1; }
+	daemon_clean "$FG_PID" || return 1
+	wait_complete "$T/mnt-fg" 120 || return 1
+	find "$T/mnt-fg/layers" -type f -size -64k -exec cat {} + >/dev/null
+	sf_umount "$T/mnt-fg" && wait_gone 30 "$FG_PID" || return 1
+	# the output the check below reads is really there
+	grep -q 'unique: ' "$T/fg.err" && grep -q 'soci-fuse: http: .*Bearer <redacted>' "$T/fg.err"
+}
+check "secrets: mount -f -d --creds: serves, its command line is clean, it talks" fg_debug_mount
+log "secrets: the foreground daemon wrote $(wc -l <"$T/fg.err") lines of debug output"
 python3 - "$T/ecr.jsonl" >"$T/tokens.txt" <<'EOF'
 import json, sys
 for l in open(sys.argv[1]):
@@ -192,7 +251,7 @@ for l in open(sys.argv[1]):
 EOF
 leaks() {
 	local f
-	for f in "$T/secrets.err" "$T/mnt-sec/status" "$T"/*.err "$T"/*.status; do
+	for f in "$T/secrets.err" "$T/mnt-sec/status" "$T"/*.err "$T"/*.status "$T/fg.out"; do
 		[ -e "$f" ] || continue
 		grep -qF -- "$PASSWORD" "$f" && { echo "password in $f" >&2; return 0; }
 		grep -qFf "$T/tokens.txt" "$f" && { echo "token in $f" >&2; return 0; }
@@ -200,7 +259,7 @@ leaks() {
 	done
 	return 1
 }
-check "secrets: no password, token or auth header in any output or status" eval '! leaks' 
+check "secrets: no password, token or auth header in any output, debug output or status" eval '! leaks' 
 sf_umount "$T/mnt-sec" || true
 stop_regproxy ecr
 

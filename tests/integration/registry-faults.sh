@@ -9,13 +9,17 @@
 #   expiry        302 to store URLs that work 3 times: re-resolved through
 #                 the registry when the store answers 403
 #   ignore-range  200 + the whole blob to every Range request
-#   throttle      429 with Retry-After on blob GETs
+#   throttle      429 with Retry-After: 1 on the config GET and on chunks:
+#                 each retried no sooner than 0.9 s later (regproxy's
+#                 request times)
 #   faults        500, 503, connection resets mid-body, truncated bodies,
-#                 wrong Content-Range (seeded plan)
+#                 wrong Content-Range (a fixed plan)
+#   dice          resets and 503s at random (probability 0.06 each) with
+#                 three seeds: each pull is exact
 #   stall         bodies that stop half way: the stall detector (shortened
 #                 with SOCI_FUSE_STALL_TIMEOUT) aborts and resumes them
-#   budget        503 forever: the layer fails with the blob, registry and
-#                 status in its error
+#   budget        503 forever, or resets forever: the layer fails with the
+#                 blob, registry and what failed in its error
 #   tls           HTTPS with a CA made here: --tls-ca, a certs.d dir, a
 #                 wrong CA (clean TLS error), none (plain HTTP: says so)
 #   mirrors       a mirror without the image and a dead one before a good
@@ -93,16 +97,40 @@ check "ignore-range: the server did ignore a Range" \
 stop_regproxy norange
 
 cat >"$T/429.json" <<EOF
-{"faults": [{"fault": "429", "kind": "blob", "retry_after": 1, "count": 3}]}
+{"faults": [{"fault": "429", "kind": "blob", "retry_after": 1, "count": 1},
+            {"fault": "429", "kind": "blob", "match": "$BIG", "retry_after": 1, "count": 2}]}
 EOF
 start_regproxy throttle --plan "$T/429.json"
 check "throttle: 429 with Retry-After: tree equals podman's" mount_cmp throttle "$PROXY" "${FAST[@]}"
 check "throttle: three 429s were answered" test "$(count throttle 'r["status"] == 429')" = 3
+# retried_after NAME MIN_S: every 429 in NAME's log was retried (the same
+# path and range asked again), and not sooner than MIN_S s after it came
+retried_after() {
+	python3 - "$T/$1.jsonl" "$2" <<'EOF'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+least = float(sys.argv[2])
+n = 0
+for r in (r for r in recs if r["status"] == 429):
+    gaps = [q["t"] - r["t"] for q in recs if q["t"] > r["t"] and q["path"] == r["path"]
+            and q.get("range") == r.get("range")]
+    if not gaps:
+        sys.exit("the 429 to %s (range %s) was never retried" % (r["path"], r.get("range")))
+    print("registry-faults: throttle: 429 to ...%s (range %s) retried %.2f s later"
+          % (r["path"][-16:], r.get("range"), min(gaps)), file=sys.stderr)
+    if min(gaps) < least:
+        sys.exit("retried %.2f s after a 429 with Retry-After: 1" % min(gaps))
+    n += 1
+sys.exit(0 if n else "no 429 in the log")
+EOF
+}
+check "throttle: each 429 (Retry-After: 1) was retried 0.9 s or more later" \
+	retried_after throttle 0.9
 stop_regproxy throttle
 
 # ---------------------------------------------------------------- faults
 cat >"$T/faults.json" <<EOF
-{"seed": 7, "faults": [
+{"faults": [
   {"fault": "500", "kind": "blob", "after": 1, "count": 2},
   {"fault": "503", "kind": "blob", "after": 4, "count": 2},
   {"fault": "reset", "kind": "blob", "after": 2, "every": 3, "count": 3},
@@ -127,29 +155,65 @@ check "stall: bodies that stop half way (stall timeout 2 s): tree equals podman'
 check "stall: two transfers stalled" test "$(count stall 'get("fault") == "stall"')" = 2
 stop_regproxy stall
 
-cat >"$T/budget.json" <<EOF
-{"faults": [{"fault": "503", "kind": "blob", "match": "$BIG"}]}
+# ---------------------------------------------------------------- dice
+# The same kinds of fault, but at random: each blob request is reset
+# mid-body or answered 503 with probability 0.06 each, the dice seeded.
+# Three seeds give three different patterns of failures.
+dice() {
+	local seed=$1 resets n503
+	cat >"$T/dice$seed.json" <<EOF
+{"seed": $seed, "faults": [
+  {"fault": "reset", "kind": "blob", "prob": 0.06},
+  {"fault": "503", "kind": "blob", "prob": 0.06}
+]}
 EOF
-start_regproxy budget --plan "$T/budget.json"
-mkdir -p "$T/mnt-budget"
-budget_fails() {
-	sf_mount --cache "$T/cache-budget" --registries-conf "$EMPTY_CONF" "${FAST[@]}" \
-		"$PROXY/test/img:gzip" "$T/mnt-budget" || return 1
-	! wait_complete "$T/mnt-budget" 120 2>/dev/null &&
-		python3 - "$T/mnt-budget/status" "$BIG" "$PROXY" <<'EOF'
-import json, sys
+	start_regproxy "dice$seed" --plan "$T/dice$seed.json"
+	mount_cmp "dice$seed" "$PROXY" --chunk-size 256K --connections 4 || return 1
+	resets=$(count "dice$seed" 'get("fault") == "reset"')
+	n503=$(count "dice$seed" 'get("fault") == "503"')
+	log "dice: seed $seed: $resets resets, $n503 503s in $(count "dice$seed" '"/blobs/" in r["path"]') blob requests"
+	stop_regproxy "dice$seed"
+	[ $((resets + n503)) -ge 1 ]
+}
+for seed in 1 2 3; do
+	check "dice: seed $seed: random resets and 503s: tree equals podman's" dice "$seed"
+done
+check "dice: the seeds injected both kinds of fault" \
+	test "$(cat "$T"/dice?.jsonl | grep -c '"fault": "reset"')" -ge 1 -a \
+	"$(cat "$T"/dice?.jsonl | grep -c '"fault": "503"')" -ge 1
+
+# ---------------------------------------------------------------- budget
+# budget NAME FAULT WHAT: FAULT on every request for BIG's blob: once the
+# retry budget is spent the layer fails, and its error names the blob, the
+# registry and WHAT failed (a regular expression).
+budget() {
+	local name=$1 fault=$2 what=$3 rc=0
+	echo "{\"faults\": [{\"fault\": \"$fault\", \"kind\": \"blob\", \"match\": \"$BIG\"}]}" \
+		>"$T/$name.json"
+	start_regproxy "$name" --plan "$T/$name.json"
+	mkdir -p "$T/mnt-$name"
+	sf_mount --cache "$T/cache-$name" --registries-conf "$EMPTY_CONF" "${FAST[@]}" \
+		"$PROXY/test/img:gzip" "$T/mnt-$name" || return 1
+	! wait_complete "$T/mnt-$name" 120 2>/dev/null &&
+		python3 - "$T/mnt-$name/status" "$BIG" "$PROXY" "$what" "$name" <<'EOF' || rc=1
+import json, re, sys
 doc = json.load(open(sys.argv[1]))
 bad = [l for l in doc["layers"] if l["state"] == "failed"]
 assert len(bad) == 1 and bad[0]["digest"] == sys.argv[2], doc
 msg = bad[0]["error"]
-print("budget: " + msg, file=sys.stderr)
-for want in (sys.argv[2], sys.argv[3], "503"):
+print("registry-faults: %s: %s" % (sys.argv[5], msg), file=sys.stderr)
+for want in (sys.argv[2], sys.argv[3], "retries"):
     assert want in msg, (want, msg)
+assert re.search(sys.argv[4], msg, re.I), (sys.argv[4], msg)
 EOF
+	sf_umount "$T/mnt-$name" || true
+	stop_regproxy "$name"
+	return $rc
 }
-check "budget: 503 forever: the layer fails naming blob, registry and status" budget_fails
-sf_umount "$T/mnt-budget" || true
-stop_regproxy budget
+check "budget: 503 forever: the layer fails naming blob, registry and status" \
+	budget budget 503 'HTTP 503'
+check "budget: connection resets forever: the layer fails naming blob, registry and the reset" \
+	budget budget-reset reset 'reset'
 
 # ---------------------------------------------------------------- tls
 mk_ca() { # mk_ca DIR: a CA and a server certificate for 127.0.0.1 in DIR

@@ -11,7 +11,8 @@ headers pass through (Range, Accept, ...), except Authorization, which is
 this server's business.  Every request is logged on stderr
 ("regproxy: GET /v2/... range=bytes=0-9 -> 206, 10 bytes, 0.01s") and, with
 --log FILE, as one JSON object per line (listener, method, path, range,
-status, bytes, auth scheme, fault) for the tests to count things in.
+status, bytes, auth scheme, fault, "t": when the request arrived, in
+seconds on a monotonic clock) for the tests to count and time things in.
 
 Behaviours (options, or the same keys in a JSON --plan file; options win):
 
@@ -23,6 +24,9 @@ Behaviours (options, or the same keys in a JSON --plan file; options win):
                   (grant_type=refresh_token) and GET /token?refresh_token=
   --token-lifetime S  bearer token lifetime (expires_in), default 60
   --token-uses N  a bearer token is good for N requests (0: no limit)
+  --revoke-every N  every N-th blob request revokes every bearer token
+                  issued so far (that request is refused too, with 401):
+                  tokens invalidated server-side while chunks are in flight
   --ecr-403       an expired/unknown bearer token gets 403 without a
                   challenge (as ECR does), not 401
   --redirect CODE blob GETs (200/206 would-be) answered CODE (302, 307...)
@@ -91,6 +95,8 @@ class Plan:
         self.lifetime = float(d.get("token_lifetime", 60))
         self.ecr403 = bool(d.get("ecr_403", False))
         self.token_uses = int(d.get("token_uses", 0))
+        self.revoke_every = int(d.get("revoke_every", 0))
+        self.blob_requests = 0
         self.redirect = int(d.get("redirect", 0))
         self.url_uses = int(d.get("url_uses", 0))
         self.url_ttl = float(d.get("url_ttl", 0))
@@ -151,6 +157,15 @@ class Plan:
             self.tokens[t] = [time.monotonic(), 0]
         return t
 
+    def maybe_revoke(self):
+        """Count a blob request; True when it revoked every token."""
+        with LOCK:
+            self.blob_requests += 1
+            if not self.revoke_every or self.blob_requests % self.revoke_every:
+                return False
+            self.tokens.clear()
+            return True
+
     def token_valid(self, t):
         with LOCK:
             tok = self.tokens.get(t)
@@ -202,7 +217,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         t0 = time.monotonic()
-        self.rec = {"listener": self.listener, "method": self.command, "path": self.path,
+        self.rec = {"t": round(t0, 4), "listener": self.listener, "method": self.command,
+                    "path": self.path,
                     "range": self.headers.get("Range"), "status": 0, "bytes": 0,
                     "auth": (self.headers.get("Authorization") or " ").split(" ")[0]}
         try:
@@ -248,6 +264,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         if path == "/token":
             return self.token()
+        if BLOB_GET.match(self.path) and p.maybe_revoke():
+            self.rec["revoked"] = True
         if not self.authorized():
             return
         kind = "blob" if BLOB_GET.match(self.path) else (
@@ -428,6 +446,20 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def shutdown_request(self, request):
+        """socketserver's, except for a socket set to linger 0 (a "reset"
+        fault): its shutdown(SHUT_WR) would send a FIN before the RST, and
+        the client would see the body end early, not a reset."""
+        try:
+            on, secs = struct.unpack("ii", request.getsockopt(socket.SOL_SOCKET,
+                                                              socket.SO_LINGER, 8))
+        except OSError:
+            on = secs = 0
+        if on and not secs:
+            self.close_request(request)
+        else:
+            super().shutdown_request(request)
+
 
 class Server6(Server):
     address_family = socket.AF_INET6
@@ -456,6 +488,7 @@ def main():
     ap.add_argument("--token-lifetime", type=float)
     ap.add_argument("--ecr-403", action="store_true", default=None)
     ap.add_argument("--token-uses", type=int)
+    ap.add_argument("--revoke-every", type=int)
     ap.add_argument("--redirect", type=int)
     ap.add_argument("--url-uses", type=int)
     ap.add_argument("--url-ttl", type=float)

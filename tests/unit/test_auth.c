@@ -278,6 +278,7 @@ static void test_bad_files(void **state)
 	"broken.io) echo 'no json' ;;\n"                                                    \
 	"fail.io) echo 'keychain locked' >&2; exit 1 ;;\n"                                 \
 	"slow.io) exec sleep 600 ;;\n"                                                      \
+	"mute.io) echo '{\"Username\":\"u\",\"Secret\":\"s\"}'; exec sleep 5 >&- ;;\n"      \
 	"*) echo 'credentials not found in native keychain'; exit 1 ;;\n"                   \
 	"esac\n"
 
@@ -332,6 +333,11 @@ static void test_helpers(void **state)
 	o.helper_timeout_ms = 300;
 	assert_int_equal(sf_auth_lookup(&o, "slow.io", "a", &c, &e), -ETIMEDOUT);
 	assert_non_null(strstr(e.msg, "did not answer"));
+	assert_false(sf_creds_present(&c));
+	/* one that answers, closes its stdout and does not exit: the timeout
+	 * covers the wait for its exit too (it is killed, not waited for 5 s) */
+	assert_int_equal(sf_auth_lookup(&o, "mute.io", "a", &c, &e), -ETIMEDOUT);
+	assert_non_null(strstr(e.msg, "did not exit"));
 	assert_false(sf_creds_present(&c));
 }
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "fetch.h"
+#include "http_util.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -45,8 +46,15 @@ static int64_t mono_ms(void)
 }
 
 /* ------------------------------------------------------------------ */
-/* Fake registry (the five functions fetch.c uses)                     */
+/* Fake registry (the six functions fetch.c uses)                      */
 /* ------------------------------------------------------------------ */
+
+/* A fake endpoint is a view of one fake registry; sf_registry_endpoint()
+ * hands out another registry's when `moved_to` is set, as a resolve that
+ * switched to another mirror would. */
+struct sf_endpoint {
+	struct sf_registry *r;
+};
 
 struct sf_registry {
 	char base[128]; /* "http://127.0.0.1:port" */
@@ -60,19 +68,35 @@ struct sf_registry {
 	/* a gate: while `hold`, reauth (on the fetcher thread) blocks */
 	pthread_cond_t cond;
 	bool hold, holding;
+	struct sf_endpoint self;
+	struct sf_registry *moved_to; /* under lock */
+	int endpoint_calls;	      /* sf_registry_endpoint() calls, under lock */
 };
 
-char *sf_registry_blob_url(struct sf_registry *r, const char *digest)
+struct sf_endpoint *sf_registry_endpoint(struct sf_registry *r)
+{
+	struct sf_endpoint *ep;
+
+	pthread_mutex_lock(&r->lock);
+	ep = r->moved_to ? &r->moved_to->self : &r->self;
+	r->endpoint_calls++;
+	pthread_mutex_unlock(&r->lock);
+	return ep;
+}
+
+char *sf_endpoint_blob_url(struct sf_endpoint *ep, const char *digest)
 {
 	char *s = NULL;
 
-	if (asprintf(&s, "%s/v2/test/blobs/%s", r->base, digest) < 0)
+	if (asprintf(&s, "%s/v2/test/blobs/%s", ep->r->base, digest) < 0)
 		return NULL;
 	return s;
 }
 
-void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len)
+void sf_endpoint_auth_header(struct sf_endpoint *ep, char *buf, size_t len)
 {
+	struct sf_registry *r = ep->r;
+
 	pthread_mutex_lock(&r->lock);
 	if (r->token[0])
 		snprintf(buf, len, "Authorization: Bearer %s", r->token);
@@ -81,9 +105,10 @@ void sf_registry_auth_header(struct sf_registry *r, char *buf, size_t len)
 	pthread_mutex_unlock(&r->lock);
 }
 
-sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
+sf_ret sf_endpoint_reauth(struct sf_endpoint *ep, const char *www_authenticate,
 			  const char *failed_header, struct sf_error *err)
 {
+	struct sf_registry *r = ep->r;
 	char cur[256];
 
 	(void)err;
@@ -107,9 +132,9 @@ sf_ret sf_registry_reauth(struct sf_registry *r, const char *www_authenticate,
 	return 0;
 }
 
-void sf_registry_setup_curl(struct sf_registry *r, void *curl_easy)
+void sf_endpoint_setup_curl(struct sf_endpoint *ep, void *curl_easy)
 {
-	(void)r;
+	(void)ep;
 	curl_easy_setopt((CURL *)curl_easy, CURLOPT_CONNECTTIMEOUT, 5L);
 }
 
@@ -125,6 +150,7 @@ static void reg_init(struct sf_registry *r, int port)
 	pthread_cond_init(&r->cond, NULL);
 	snprintf(r->base, sizeof(r->base), "http://127.0.0.1:%d", port);
 	snprintf(r->name, sizeof(r->name), "127.0.0.1:%d", port);
+	r->self.r = r;
 }
 
 static void reg_destroy(struct sf_registry *r)
@@ -181,7 +207,8 @@ struct srv {
 	/* behaviour: set before srv_start */
 	int fail_503;	    /* answer the first N requests 503 */
 	bool always_503;
-	int ratelimit;	    /* answer the first N requests 429, Retry-After: 1 */
+	int ratelimit;	    /* answer the first N requests 429, Retry-After: retry_after */
+	char retry_after[64]; /* "" = "1" */
 	int close_mid;	    /* close the first N bodies half way */
 	int bad_crange;	    /* first N 206 answers carry a wrong Content-Range */
 	bool ignore_range;  /* always 200 with the whole blob */
@@ -192,9 +219,12 @@ struct srv {
 	struct srv *redirect_to;
 	int force_status;   /* e.g. 404 */
 	int fail_403;	    /* answer the first N requests 403 (an expired signed URL) */
+	int flap;	    /* the first N requests, in turn: 401 (the token was revoked),
+			     * half a body, 401, ... */
 
 	/* observations */
 	int nreq, n200, n206, saw_auth, inflight, max_inflight;
+	int bad_auth; /* requests with an Authorization that is not require_auth */
 	struct req_log log[LOG_MAX];
 	int nlog;
 	uint64_t finished_from[LOG_MAX]; /* range starts, in order of finishing */
@@ -353,10 +383,17 @@ static bool auth_ok(struct srv *s, const struct request *rq)
 static struct plan make_plan(struct srv *s, const struct request *rq)
 {
 	struct plan p = { .blob = find_blob(s, rq->path) };
+	bool revoked = false, cut = false;
+
+	if (p.blob && s->flap > 0) {
+		revoked = s->flap % 2 == 0;
+		cut = !revoked;
+		s->flap--;
+	}
 
 	if (!p.blob || s->force_status == 404)
 		p.kind = P_404;
-	else if (!auth_ok(s, rq))
+	else if (!auth_ok(s, rq) || revoked)
 		p.kind = P_401;
 	else if (s->redirect_to)
 		p.kind = P_REDIRECT;
@@ -375,7 +412,7 @@ static struct plan make_plan(struct srv *s, const struct request *rq)
 	else
 		p.kind = P_RANGE;
 	if (p.kind == P_FULL || p.kind == P_RANGE) {
-		p.close_mid = s->close_mid > 0 && s->close_mid--;
+		p.close_mid = (s->close_mid > 0 && s->close_mid--) || cut;
 		p.bad_crange = p.kind == P_RANGE && s->bad_crange > 0 && s->bad_crange--;
 		p.slow = s->slow_even && (p.a / s->chunk_size) % 2 == 0;
 		p.stall = s->stall || p.blob->stall;
@@ -390,6 +427,7 @@ static void log_request(struct srv *s, const struct request *rq, const struct pl
 
 	s->nreq++;
 	s->saw_auth += rq->has_auth;
+	s->bad_auth += rq->has_auth && !auth_ok(s, rq);
 	s->n200 += p->kind == P_FULL;
 	s->n206 += p->kind == P_RANGE;
 	if (s->nlog == LOG_MAX)
@@ -458,8 +496,9 @@ static bool respond(struct srv *s, int fd, const struct request *rq, const struc
 	case P_503:
 		return send_fmt(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
 	case P_429:
-		return send_fmt(fd, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
-				    "Content-Length: 4\r\n\r\nslow");
+		return send_fmt(fd, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: %s\r\n"
+				    "Content-Length: 4\r\n\r\nslow",
+				s->retry_after[0] ? s->retry_after : "1");
 	case P_REDIRECT:
 		return send_fmt(fd, "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%d%s"
 				    "\r\nContent-Length: 0\r\n\r\n", s->redirect_to->port, rq->path);
@@ -1082,6 +1121,46 @@ static void test_429_retry_after(void **state)
 	one_finish(&o);
 }
 
+/* Retry-After as an HTTP-date (RFC 9110 10.2.3) is honoured too: the
+ * retry waits for that second, not for the ~100 ms of a backoff. */
+static void test_429_retry_after_date(void **state)
+{
+	struct one o;
+	time_t when = time(NULL) + 2; /* 1..2 s from when the fetcher reads it */
+	int64_t t0 = mono_ms();
+
+	(void)state;
+	one_setup(&o, 512 * KiB);
+	o.s->ratelimit = 1;
+	strftime(o.s->retry_after, sizeof(o.s->retry_after), "%a, %d %b %Y %H:%M:%S GMT",
+		 gmtime(&when));
+	one_run(&o, 0, 4, 4, 0);
+	assert_complete(&o.t);
+	assert_true(mono_ms() - t0 >= 900);
+	one_finish(&o);
+}
+
+/* The forms of Retry-After, parsed the same for documents and blobs. */
+static void test_retry_after_parse(void **state)
+{
+	time_t now = 784111777; /* Sun, 06 Nov 1994 08:49:37 GMT */
+
+	(void)state;
+	assert_int_equal(sf_http_retry_after("0", now), 0);
+	assert_int_equal(sf_http_retry_after("120", now), 120);
+	assert_int_equal(sf_http_retry_after("99999999999999999999", now),
+			 SF_HTTP_RETRY_AFTER_CLAMP_S);
+	/* IMF-fixdate, RFC 850, asctime, all 10 s after `now` */
+	assert_int_equal(sf_http_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), 10);
+	assert_int_equal(sf_http_retry_after("Sunday, 06-Nov-94 08:49:47 GMT", now), 10);
+	assert_int_equal(sf_http_retry_after("Sun Nov  6 08:49:47 1994", now), 10);
+	assert_int_equal(sf_http_retry_after("Sat, 05 Nov 1994 08:49:37 GMT", now), 0); /* past */
+	assert_int_equal(sf_http_retry_after("", now), -1);
+	assert_int_equal(sf_http_retry_after("-5", now), -1);
+	assert_int_equal(sf_http_retry_after("1.5", now), -1);
+	assert_int_equal(sf_http_retry_after("soon", now), -1);
+}
+
 static void test_close_mid_body(void **state)
 {
 	struct one o;
@@ -1161,6 +1240,65 @@ static void test_auth_denied(void **state)
 	one_run(&o, 0, 4, 4, 0);
 	assert_failed(&o.t, -EACCES, "HTTP 401");
 	assert_true(mono_ms() - t0 < 3000);
+	one_finish(&o);
+}
+
+/* A resolve that switches the registry to another endpoint (the store
+ * re-resolving a tag, another mirror answering first) while a blob is being
+ * fetched changes neither where its remaining chunks go nor which token
+ * they carry: a chunk for endpoint A never goes out with B's credentials. */
+static void test_endpoint_kept(void **state)
+{
+	struct one o;
+	struct srv *b = srv_new();
+	struct sf_registry reg_b;
+	uint64_t at_switch;
+
+	(void)state;
+	one_setup(&o, BIG);
+	o.s->require_auth = "Bearer a-token";
+	o.s->slow_even = true; /* ~1 s in all: the switch lands mid-blob */
+	snprintf(o.reg.token, sizeof(o.reg.token), "a-token");
+	b->chunk_size = CS;
+	b->require_auth = "Bearer b-token";
+	srv_add_blob(b, 1, BIG);
+	srv_start(b);
+	reg_init(&reg_b, b->port);
+	snprintf(reg_b.token, sizeof(reg_b.token), "b-token");
+	one_run(&o, 0, 2, 4, 0);
+	assert_true(sf_blob_wait(&o.t.b, CS) >= (int64_t)CS);
+	pthread_mutex_lock(&o.reg.lock);
+	o.reg.moved_to = &reg_b;
+	pthread_mutex_unlock(&o.reg.lock);
+	pthread_mutex_lock(&o.t.b.lock);
+	at_switch = o.t.b.contiguous;
+	pthread_mutex_unlock(&o.t.b.lock);
+	assert_complete(&o.t);
+	if (at_switch >= BIG)
+		fail_msg("the blob was complete before the switch: nothing was tested");
+	assert_int_equal(SRV(o.s, o.s->bad_auth), 0);
+	assert_int_equal(SRV(o.s, o.s->n206), (BIG + CS - 1) / CS);
+	assert_int_equal(SRV(b, b->nreq), 0);
+	assert_int_equal(o.reg.reauth_calls + reg_b.reauth_calls, 0);
+	assert_int_equal(o.reg.endpoint_calls, 1); /* taken once, when added */
+	one_finish(&o);
+	srv_stop(b);
+	reg_destroy(&reg_b);
+}
+
+/* 401s with progress in between are revocations, not a refusal: one chunk
+ * meeting more of them than the auth budget (3) still completes. */
+static void test_auth_revoked_repeatedly(void **state)
+{
+	struct one o;
+
+	(void)state;
+	one_setup(&o, CS); /* one chunk: every 401 is on it */
+	o.s->flap = 8;	   /* 4 x (401, half a body) */
+	snprintf(o.reg.token, sizeof(o.reg.token), "secret");
+	one_run(&o, 0, 1, 4, 0);
+	assert_complete(&o.t);
+	assert_int_equal(o.reg.reauth_calls, 4);
 	one_finish(&o);
 }
 
@@ -1630,11 +1768,15 @@ int main(void)
 		cmocka_unit_test(test_resume_all_present),
 		cmocka_unit_test(test_503_then_ok),
 		cmocka_unit_test(test_429_retry_after),
+		cmocka_unit_test(test_429_retry_after_date),
+		cmocka_unit_test(test_retry_after_parse),
 		cmocka_unit_test(test_close_mid_body),
 		cmocka_unit_test(test_bad_content_range),
 		cmocka_unit_test(test_size_mismatch),
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_auth_denied),
+		cmocka_unit_test(test_auth_revoked_repeatedly),
+		cmocka_unit_test(test_endpoint_kept),
 		cmocka_unit_test(test_redirect_drops_auth),
 		cmocka_unit_test(test_redirect_reused),
 		cmocka_unit_test(test_redirect_expired),

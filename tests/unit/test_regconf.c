@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -329,8 +330,9 @@ static void test_redact(void **state)
 	assert_string_equal(out, "Accept: x");
 }
 
-/* A registry handle holding a password makes the process non-dumpable (no
- * core file with the password in it); one without credentials does not. */
+/* A registry handle holding a password makes the process non-dumpable and
+ * sets its core size limit to 0 (no core file with the password in it, also
+ * with fs.suid_dumpable=2); one without credentials does neither. */
 static void test_no_core_dump(void **state)
 {
 	char authfile[] = "/tmp/sf-test-auth.XXXXXX";
@@ -340,6 +342,7 @@ static void test_no_core_dump(void **state)
 	struct sf_error e = { 0 };
 	struct sf_registry *r;
 	struct sf_ref ref;
+	struct rlimit core = { 1, 1 };
 	int asan = 0;
 
 	(void)state;
@@ -350,13 +353,22 @@ static void test_no_core_dump(void **state)
 	asan = 1;
 #endif
 	assert_int_equal(sf_ref_parse("127.0.0.1:1/x:y", &ref, &e), 0);
+	/* a core limit above 0 (when the hard limit allows) for the handle to lower */
+	assert_int_equal(getrlimit(RLIMIT_CORE, &core), 0);
+	core.rlim_cur = core.rlim_max;
+	assert_int_equal(setrlimit(RLIMIT_CORE, &core), 0);
 	assert_int_equal(sf_registry_new(&ref, &o, &r, &e), 0);
 	assert_int_equal(prctl(PR_GET_DUMPABLE), 1);
+	assert_int_equal(getrlimit(RLIMIT_CORE, &core), 0);
+	assert_int_equal(core.rlim_cur, core.rlim_max); /* untouched without a password */
 	sf_registry_free(r);
 	o.creds = "user:password";
 	if (sf_registry_new(&ref, &o, &r, &e) < 0)
 		fail_msg("%s", e.msg);
 	assert_int_equal(prctl(PR_GET_DUMPABLE), asan ? 1 : 0);
+	assert_int_equal(getrlimit(RLIMIT_CORE, &core), 0);
+	assert_int_equal(core.rlim_cur, 0);
+	assert_int_equal(core.rlim_max, 0);
 	sf_registry_free(r);
 	sf_ref_clear(&ref);
 	unlink(authfile);
