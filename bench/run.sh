@@ -5,14 +5,16 @@
 #   bench/run.sh [--rate 32m] [--runs 3] [--connections 16] [--chunk-size 8M]
 #                [--weights-mib 1200] [--sources 6000] [--variants "gzip zstd"]
 #                [--methods "soci-fuse podman skopeo-umoci soci-strategy curl-tar"]
-#                [--no-mount] [--build-only] [--serve] [--results FILE.md]
+#                [--blobs store|registry] [--no-mount] [--build-only] [--serve]
+#                [--results FILE.md]
 #
 # --build-only builds and pushes the image; --serve serves it through the
 # throttle until interrupted (for profiling by hand).
 #
-# Needs root, /dev/fuse, docker-registry, nginx, podman, skopeo, umoci, igzip,
-# zstd, curl, openssl, python3, and a built soci-fuse (SOCI_FUSE, default
-# build/soci-fuse).  Not part of `make check`.
+# Needs root and /dev/fuse.  Missing tools (docker-registry, nginx, podman,
+# skopeo, umoci, igzip, zstd, curl, openssl, python3, debootstrap) are
+# installed with apt-get, and soci-fuse is built in build/ when SOCI_FUSE
+# (default build/soci-fuse) does not exist yet.  Not part of `make check`.
 #
 # The image (built once, cached in BENCH_CACHE, default
 # /var/cache/soci-fuse-bench, with the registry storage it was pushed to):
@@ -28,7 +30,15 @@
 #
 # The registry (docker-registry on 127.0.0.1) is reached through nginx with
 # `limit_rate RATE` per connection: one connection is slow, many add up, as
-# with an object store.  Each run, with a cold (empty) cache/storage for
+# with an object store.  With --blobs store (the default) nginx serves blob
+# GETs itself from the registry's storage (static files, sendfile), the way
+# a registry's object store or CDN serves them once the registry redirected
+# there, and proxies the rest of the API to docker-registry; with --blobs
+# registry docker-registry serves the blobs too, through nginx.  Client and
+# server share this machine's cores, and the registry copying every byte
+# through two loopback sockets cost ~2 s of CPU per pull of the image that
+# a remote store would not take from the client; either way every method
+# gets the same server.  Each run, with a cold (empty) cache/storage for
 # every method, in the same run:
 #   soci-fuse      soci-fuse pull --cache <empty dir>
 #   podman         podman pull into an empty, isolated storage
@@ -69,6 +79,7 @@ WEIGHTS_MIB=1200
 SOURCES=6000
 VARIANTS="gzip zstd"
 METHODS="soci-fuse podman skopeo-umoci soci-strategy curl-tar"
+BLOBS=store
 DO_MOUNT=1
 BUILD_ONLY=0
 SERVE=0
@@ -83,6 +94,7 @@ while [ $# -gt 0 ]; do
 	--sources) SOURCES=$2; shift 2 ;;
 	--variants) VARIANTS=$2; shift 2 ;;
 	--methods) METHODS=$2; shift 2 ;;
+	--blobs) BLOBS=$2; shift 2 ;;
 	--no-mount) DO_MOUNT=0; shift ;;
 	--build-only) BUILD_ONLY=1; shift ;;
 	--serve) SERVE=1; shift ;;
@@ -91,6 +103,31 @@ while [ $# -gt 0 ]; do
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
+case $BLOBS in store | registry) ;; *) echo "run.sh: --blobs store|registry" >&2; exit 2 ;; esac
+[ "$(id -u)" = 0 ] || { echo "run.sh: run as root (FUSE mounts, podman storage, drop_caches)" >&2; exit 1; }
+
+# Debian packages of the tools run here, by command
+declare -A PKG_OF=([docker-registry]=docker-registry [nginx]=nginx-light [podman]=podman
+	[skopeo]=skopeo [umoci]=umoci [igzip]=isal [zstd]=zstd [curl]=curl [openssl]=openssl
+	[python3]=python3 [debootstrap]=debootstrap [runc]=runc)
+ensure_tools() {
+	local missing=() c
+	for c in "${!PKG_OF[@]}"; do
+		command -v "$c" >/dev/null 2>&1 || missing+=("${PKG_OF[$c]}")
+	done
+	[ ${#missing[@]} = 0 ] && return
+	echo "run.sh: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >&2
+	apt-get install -y -q "${missing[@]}" >&2
+	# the packaged nginx starts a system instance on port 80: not ours
+	systemctl disable --now nginx >/dev/null 2>&1 || true
+}
+ensure_tools
+if [ ! -x "$SOCI_FUSE" ] && [ "$SOCI_FUSE" = "$SRC/build/soci-fuse" ]; then
+	echo "run.sh: building soci-fuse in $SRC/build" >&2
+	bash "$SRC/contrib/quickstart.sh" build >&2
+fi
 [ -x "$SOCI_FUSE" ] || { echo "run.sh: $SOCI_FUSE: not built (set SOCI_FUSE)" >&2; exit 1; }
 
 # bytes of a size with nginx/soci-fuse suffixes (k, m, g = powers of 1024)
@@ -164,6 +201,22 @@ push_image() {
 }
 
 # ------------------------------------------------------------ nginx
+# nginx's location for blob GETs with --blobs store: the blob file in the
+# registry's filesystem storage, sent from the page cache (sendfile),
+# ranges and all, at RATE per connection.
+blob_location() {
+	[ "$BLOBS" = store ] || return 0
+	local blobs=$BENCH_CACHE/registry/docker/registry/v2/blobs/sha256
+	cat <<NGINX
+		location ~ "^/v2/.+/blobs/sha256:(?<h2>[0-9a-f]{2})(?<h62>[0-9a-f]{62})\$" {
+			alias $blobs/\$h2/\$h2\$h62/data;
+			default_type application/octet-stream;
+			sendfile on;
+			limit_rate $RATE;
+		}
+NGINX
+}
+
 start_nginx() {
 	local port attempt i
 	mkdir -p "$T/nginx/logs" "$T/nginx/tmp"
@@ -185,6 +238,7 @@ http {
 	server {
 		listen 127.0.0.1:$port;
 		keepalive_requests 100000;
+$(blob_location)
 		location / {
 			proxy_pass http://registry;
 			proxy_http_version 1.1;
@@ -315,7 +369,8 @@ cpu_floor() {
 }
 
 run_pulls() {
-	local v=$1 ref=$PROXY/bench/img:$v digests bytes m w
+	local v=$1
+	local ref=$PROXY/bench/img:$v digests bytes m w
 	read -r -a digests <<<"$(layer_digests "$v")"
 	bytes=0
 	for d in "${digests[@]}"; do bytes=$((bytes + $(stat -c %s "$(blob_path "$d")"))); done
@@ -460,7 +515,8 @@ cp "$T/results.json" "$BENCH_DIR/results.json"
 	echo "- image: 4 layers (Debian bookworm minbase; ${WEIGHTS_MIB} MiB weights-like file; $SOURCES small" \
 		"files; small top layer); compressed sizes:" \
 		"$(for v in $VARIANTS; do awk -v v="$v" '$1 == v ".bytes" { printf "%s %.2f GB ", v, $2 / 1e9; exit }' "$T"/results/run-1.txt; done)"
-	echo "- network: nginx \`limit_rate $RATE\` per connection ($RATE_B B/s) in front of docker-registry on loopback;" \
+	echo "- network: nginx \`limit_rate $RATE\` per connection ($RATE_B B/s) in front of docker-registry on loopback," \
+		"blobs served by $([ "$BLOBS" = store ] && echo "nginx from the registry's storage (--blobs store)" || echo "docker-registry (--blobs registry)");" \
 		"soci-fuse and the SOCI strategy use $CONNS connections, $CHUNK chunks"
 	echo "- $RUNS runs, medians; every method starts with an empty cache/storage in each run"
 	echo "- ${BENCH_NOTE:-}"

@@ -19,6 +19,8 @@
 #                                missing /dev/fuse skips, and CI must not
 #                                pass without running the tests) and when
 #                                the unit tests are not built (no cmocka)
+#   contrib/quickstart.sh build  only install the packages and build in
+#                                build/ (bench/run.sh uses it)
 #
 # All builds are VPATH builds (build/, build-asan/...): configure refuses a
 # VPATH build once the source dir itself has been configured, so an
@@ -31,9 +33,9 @@ set -euo pipefail
 
 MODE=${1:-}
 case $MODE in
-demo | test) ;;
+demo | test | build) ;;
 *)
-	echo "usage: $0 demo|test" >&2
+	echo "usage: $0 demo|test|build" >&2
 	exit 2
 	;;
 esac
@@ -401,4 +403,5 @@ install_packages
 case $MODE in
 demo) run_demo ;;
 test) run_tests ;;
+build) build "$SRC/build" ;;
 esac

@@ -52,6 +52,8 @@ static const char usage_text[] =
 	"  --registries-conf FILE  mirrors (default /etc/containers/registries.conf)\n"
 	"  --chunk-size SIZE    bytes per range request (K/M/G suffixes; default 8M)\n"
 	"  --connections N      parallel HTTP connections (default 16)\n"
+	"  --cache-connections N  connections of all soci-fuse processes using the\n"
+	"                       cache dir together (default 64)\n"
 	"  --overlay-xattr NS   serve opaque dirs as NS.overlay.opaque: trusted\n"
 	"                       (default) or user (for overlay's userxattr option)\n"
 	"  -d, --debug          FUSE debug output, and log messages on stderr too\n"
@@ -156,6 +158,7 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 		{ "registries-conf", required_argument, NULL, 'R' },
 		{ "chunk-size", required_argument, NULL, 's' },
 		{ "connections", required_argument, NULL, 'n' },
+		{ "cache-connections", required_argument, NULL, 'N' },
 		{ "overlay-xattr", required_argument, NULL, 'x' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -197,6 +200,10 @@ static int cmd_mount(int argc, char **argv, enum cmd which)
 		case 'n':
 			if (parse_count(optarg, &o.fetch.connections) < 0)
 				return bad_option("--connections", optarg);
+			break;
+		case 'N':
+			if (parse_count(optarg, &o.fetch.cache_connections) < 0)
+				return bad_option("--cache-connections", optarg);
 			break;
 		case 'x':
 			if (strcmp(optarg, "trusted") && strcmp(optarg, "user"))

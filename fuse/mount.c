@@ -307,10 +307,21 @@ static int mount_fuse(struct mount_state *m, const struct sf_mount_opts *o, cons
 	return 0;
 }
 
+sf_ret sf_new_fetcher(const struct sf_mount_opts *o, const struct sf_cache *c,
+		      struct sf_fetcher **out, struct sf_error *err)
+{
+	struct sf_fetch_opts fo = o->fetch;
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s/locks", c->root); /* connslots.h */
+	fo.slots_dir = dir;
+	return sf_fetcher_new(&fo, out, err);
+}
+
 sf_ret sf_mount_start_pull(struct mount_state *m, const struct sf_mount_opts *o,
 			   struct sf_error *err)
 {
-	sf_ret r = sf_fetcher_new(&o->fetch, &m->fetcher, err);
+	sf_ret r = sf_new_fetcher(o, m->cache, &m->fetcher, err);
 
 	for (unsigned i = 0; r == 0 && i < m->img.n_layers; i++)
 		r = sf_layer_start(&m->layers[i], m->reg, m->fetcher, err);

@@ -46,6 +46,10 @@ struct mount_state {
  * unreachable) and set up every layer (complete ones load from the cache).
  * Returns a process exit status, having printed one line on failure. */
 int sf_mount_prepare(struct mount_state *m, const struct sf_mount_opts *o);
+/* This process's fetcher, with o's options and the connection limit that
+ * every process using cache c shares (connslots.h). */
+sf_ret sf_new_fetcher(const struct sf_mount_opts *o, const struct sf_cache *c,
+		      struct sf_fetcher **out, struct sf_error *err);
 /* Start the fetcher and the pull thread of every layer not yet complete. */
 sf_ret sf_mount_start_pull(struct mount_state *m, const struct sf_mount_opts *o,
 			   struct sf_error *err);

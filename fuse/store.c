@@ -687,7 +687,7 @@ static int serve(struct store *s, struct fuse_session *se, const struct sf_mount
 	sf_ret r;
 	int rc;
 
-	r = sf_fetcher_new(&o->fetch, &s->fetcher, &err);
+	r = sf_new_fetcher(o, s->cache, &s->fetcher, &err);
 	if (r < 0) {
 		syslog(LOG_ERR, "%s", sf_error_text(&err, r));
 		return sf_cmd_fail("%s", sf_error_text(&err, r));

@@ -78,8 +78,9 @@ struct sf_decompressor {
 	enum sf_compression comp;
 	struct sf_reader src;
 
-	unsigned char *in;    /* SF_DECOMP_INBUF_SIZE bytes (NULL for none) */
-	size_t in_pos, in_len; /* unconsumed input is in[in_pos, in_len) */
+	const unsigned char *in; /* own, or bytes borrowed from src */
+	unsigned char *own;	 /* SF_DECOMP_INBUF_SIZE bytes (NULL for none) */
+	size_t in_pos, in_len;	 /* unconsumed input is in[in_pos, in_len) */
 	uint64_t total_in;     /* bytes pulled from src so far */
 	bool src_eof;
 
@@ -157,24 +158,55 @@ static uint64_t in_offset(const struct sf_decompressor *d)
 	return d->total_in - (d->in_len - d->in_pos);
 }
 
+/* Input is taken in place when the source lends it (see borrow_input). */
+static sf_ret borrow_input(struct sf_decompressor *d, struct sf_error *err)
+{
+	const void *data;
+	ssize_t n = d->src.borrow(d->src.ctx, &data, SF_DECOMP_MAX_CHUNK, err);
+
+	if (n < 0)
+		return (sf_ret)n;
+	d->in = n > 0 ? data : d->own;
+	d->in_pos = 0;
+	d->in_len = (size_t)n;
+	d->total_in += (uint64_t)n;
+	d->src_eof = n == 0;
+	return 0;
+}
+
 /* Make at least `want` (<= buffer size) unconsumed bytes available, or fewer
  * only when the source is at EOF.  Reads only while short, so a source that
- * blocks for network data is never asked for more than needed. */
+ * blocks for network data is never asked for more than needed.  When all
+ * input is used up and the source lends its bytes, they are inflated where
+ * they lie (no copy); a borrowed remainder shorter than `want` (a gzip
+ * magic split across two loans) is moved into our own buffer first, and the
+ * rest read after it. */
 static sf_ret fill_at_least(struct sf_decompressor *d, size_t want, struct sf_error *err)
 {
 	while (d->in_len - d->in_pos < want && !d->src_eof) {
 		size_t room;
 		ssize_t n;
 
-		if (d->in_pos == d->in_len) {
+		if (d->in_pos == d->in_len && d->src.borrow) {
+			sf_ret r = borrow_input(d, err);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		if (d->in != d->own) {
+			memmove(d->own, d->in + d->in_pos, d->in_len - d->in_pos);
+			d->in_len -= d->in_pos;
+			d->in_pos = 0;
+			d->in = d->own;
+		} else if (d->in_pos == d->in_len) {
 			d->in_pos = d->in_len = 0;
 		} else if (d->in_len == SF_DECOMP_INBUF_SIZE) {
-			memmove(d->in, d->in + d->in_pos, d->in_len - d->in_pos);
+			memmove(d->own, d->in + d->in_pos, d->in_len - d->in_pos);
 			d->in_len -= d->in_pos;
 			d->in_pos = 0;
 		}
 		room = SF_DECOMP_INBUF_SIZE - d->in_len;
-		n = sf_read(d->src, d->in + d->in_len, room, err);
+		n = sf_read(d->src, d->own + d->in_len, room, err);
 		if (n < 0)
 			return (sf_ret)n;
 		if ((size_t)n > room)
@@ -295,7 +327,7 @@ static ssize_t gz_backend_step(struct sf_decompressor *d, unsigned char *buf, si
 	size_t before = d->in_pos, produced;
 	int ret;
 
-	s->next_in = d->in + d->in_pos;
+	s->next_in = (uint8_t *)d->in + d->in_pos; /* ISA-L never writes input */
 	s->avail_in = (uint32_t)(d->in_len - d->in_pos);
 
 	if (d->gz_phase == GZ_HEADER) {
@@ -374,7 +406,7 @@ static ssize_t gz_backend_step(struct sf_decompressor *d, unsigned char *buf, si
 	size_t before = d->in_pos, produced;
 	int ret;
 
-	z->next_in = d->in + d->in_pos;
+	z->next_in = (Bytef *)d->in + d->in_pos; /* zlib never writes input */
 	z->avail_in = (uInt)(d->in_len - d->in_pos);
 	z->next_out = buf;
 	z->avail_out = (uInt)len;
@@ -572,8 +604,8 @@ sf_ret sf_decompressor_new(enum sf_compression c, struct sf_reader src,
 	d->src = src;
 
 	if (c != SF_COMP_NONE) {
-		d->in = malloc(SF_DECOMP_INBUF_SIZE);
-		if (!d->in) {
+		d->in = d->own = malloc(SF_DECOMP_INBUF_SIZE);
+		if (!d->own) {
 			r = sf_fail(err, ENOMEM, "out of memory allocating decompressor buffer");
 			goto fail;
 		}
@@ -663,6 +695,6 @@ void sf_decompressor_free(struct sf_decompressor *d)
 	if (d->comp == SF_COMP_GZIP)
 		gz_backend_end(d);
 	ZSTD_freeDCtx(d->zd); /* NULL-safe */
-	free(d->in);
+	free(d->own);
 	free(d);
 }

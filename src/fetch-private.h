@@ -64,6 +64,7 @@ enum verdict {
 struct xfer {
 	CURL *easy;
 	bool busy;
+	int slot; /* the connslots slot it holds while busy, or -1 */
 	struct bstate *bs;
 	struct chunk *c;   /* a chunk of bs, or &bs->sc in stream mode */
 	uint64_t from, to; /* requested blob bytes [from, to) */

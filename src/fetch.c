@@ -39,6 +39,9 @@
  *   inflight == number of busy xfers <= connections, over all blobs.
  *   schedule() hands free slots out round-robin over the active blobs, one
  *   chunk per blob per turn, so a large blob cannot starve a small one.
+ *   With a cache-wide limit (connslots.h) a transfer also needs one of the
+ *   cache's connection slots, taken when it starts and given back when it
+ *   ends; when none is free the loop polls again after SLOT_POLL_MS.
  *
  * Chunk states: READY (may start now), BACKOFF (may start at due_ms),
  * RUNNING (an xfer owns it), DONE.  An aborted transfer returns its chunk
@@ -92,6 +95,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connslots.h"
+
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_MAX_MS 5000
 #define RETRY_AFTER_MAX_MS 30000
@@ -101,6 +106,7 @@
 #define STALL_SECONDS 30L /* less than 1 byte/s for this long: retry */
 #define MAX_REDIRECTS 5	 /* per chunk, in a row (a redirect loop) */
 #define MAX_STORE_REFUSALS 16 /* per blob, without any data in between */
+#define SLOT_POLL_MS 50 /* waiting for a cache-wide connection slot */
 
 /* One sf_fetcher_cancel() call waiting for the thread; on its stack. */
 struct cancel_req {
@@ -128,6 +134,8 @@ struct sf_fetcher {
 	struct xfer *xfers;
 	int inflight;
 	uint64_t rng;
+	struct sf_connslots *slots; /* NULL: no cache-wide limit */
+	bool slot_starved;	    /* work waits for a cache-wide slot */
 };
 
 /* ---- small helpers ---- */
@@ -423,6 +431,9 @@ static void xfer_detach(struct sf_fetcher *f, struct xfer *x)
 	curl_slist_free_all(x->hdrs);
 	x->hdrs = NULL;
 	x->busy = false;
+	if (f->slots)
+		sf_connslots_give(f->slots, x->slot);
+	x->slot = -1;
 	f->inflight--;
 	x->bs->running--;
 	if (x->c->state == CH_RUNNING)
@@ -457,8 +468,9 @@ static void xfer_init_request(struct xfer *x, struct bstate *bs, struct chunk *c
 static void blob_fail(struct sf_fetcher *f, struct bstate *bs, sf_ret ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* Start c's transfer; on failure the blob is failed (and bs freed). */
-static sf_ret xfer_start(struct sf_fetcher *f, struct bstate *bs, struct chunk *c)
+/* Start c's transfer holding cache-wide slot `slot` (-1: none); on failure
+ * the slot is given back and the blob is failed (and bs freed). */
+static sf_ret xfer_start(struct sf_fetcher *f, struct bstate *bs, struct chunk *c, int slot)
 {
 	struct xfer *x = xfer_free_slot(f);
 	sf_ret r;
@@ -472,9 +484,12 @@ static sf_ret xfer_start(struct sf_fetcher *f, struct bstate *bs, struct chunk *
 	if (r < 0) {
 		curl_slist_free_all(x->hdrs);
 		x->hdrs = NULL;
+		if (f->slots)
+			sf_connslots_give(f->slots, slot);
 		blob_fail(f, bs, r, "cannot start a transfer: %s", strerror(-r));
 		return r;
 	}
+	x->slot = slot;
 	x->busy = true;
 	c->state = CH_RUNNING;
 	f->inflight++;
@@ -753,10 +768,14 @@ static void schedule(struct sf_fetcher *f)
 	int64_t now = now_ms();
 	size_t idle = 0; /* blobs in a row with nothing to start */
 
+	f->slot_starved = false;
+	if (f->slots) /* compete for the cache's slots only with work to do */
+		sf_connslots_want(f->slots, f->nactive > 0);
 	while (f->inflight < f->conns && f->nactive > 0 && idle < f->nactive) {
 		size_t i = f->rr % f->nactive;
 		struct bstate *bs = f->active[i];
 		struct chunk *c = pick(f, bs, now);
+		int slot = -1;
 
 		f->rr = i + 1;
 		if (!c) {
@@ -764,7 +783,11 @@ static void schedule(struct sf_fetcher *f)
 			continue;
 		}
 		idle = 0;
-		xfer_start(f, bs, c); /* on failure bs is gone, rr adjusted */
+		if (f->slots && (slot = sf_connslots_take(f->slots)) < 0) {
+			f->slot_starved = true;
+			break;
+		}
+		xfer_start(f, bs, c, slot); /* on failure bs is gone, rr adjusted */
 	}
 }
 
@@ -780,6 +803,8 @@ static int poll_timeout(struct sf_fetcher *f)
 
 	if (f->inflight >= f->conns)
 		return IDLE_POLL_MS; /* a finishing transfer wakes us */
+	if (f->slot_starved)
+		due = now + SLOT_POLL_MS; /* another process may give one back */
 	for (size_t i = 0; i < f->nactive; i++) {
 		struct bstate *bs = f->active[i];
 		if (bs->stream) {
@@ -957,6 +982,7 @@ static void fetcher_destroy(struct sf_fetcher *f)
 				curl_easy_cleanup(f->xfers[i].easy);
 	if (f->multi)
 		curl_multi_cleanup(f->multi);
+	sf_connslots_free(f->slots);
 	pthread_mutex_destroy(&f->lock);
 	free(f->xfers);
 	free(f->active);
@@ -996,7 +1022,21 @@ sf_ret sf_fetcher_new(const struct sf_fetch_opts *opts, struct sf_fetcher **out,
 		fetcher_destroy(f);
 		return sf_fail(err, ENOMEM, "fetcher: out of memory");
 	}
+	for (int i = 0; i < f->conns; i++)
+		f->xfers[i].slot = -1;
+	if (opts && opts->slots_dir) {
+		r = sf_connslots_open(opts->slots_dir,
+				      opts->cache_connections ? (unsigned)opts->cache_connections
+							      : SF_CONNSLOTS_DEFAULT_TOTAL,
+				      &f->slots, err);
+		if (r < 0) {
+			fetcher_destroy(f);
+			return r;
+		}
+	}
 	e = pthread_create(&f->thread, NULL, fetcher_main, f);
+	if (e == 0)
+		pthread_setname_np(f->thread, "sf-fetch");
 	if (e) {
 		fetcher_destroy(f);
 		return sf_fail(err, e, "fetcher: cannot start thread: %s", strerror(e));

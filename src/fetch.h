@@ -39,6 +39,11 @@ struct sf_fetch_opts {
 	int connections;     /* max transfers in flight over all blobs; 0 = default */
 	int window;	     /* 0 = default */
 	int retries;	     /* per chunk; 0 = default */
+	/* Shared with every process using the same cache (connslots.h):
+	 * slots_dir is the cache's locks/ dir (NULL: no shared limit), and
+	 * cache_connections the limit there (0 = default). */
+	const char *slots_dir;
+	int cache_connections;
 };
 
 /* One blob to download.  The caller fills the first block, then hands it to

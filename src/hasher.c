@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileview.h"
+
 struct sf_hasher {
 	struct sf_sha256 *sha;
 	pthread_t thread;
@@ -24,8 +26,7 @@ struct sf_hasher {
 
 	/* follow mode */
 	struct sf_blob *blob; /* borrowed; NULL in pipe mode */
-	int fd;
-	unsigned char *buf; /* SF_HASHER_BLOCK bytes */
+	struct sf_fileview view; /* of the spool: hashed in place, no copy */
 
 	/* pipe mode */
 	pthread_mutex_t lock;
@@ -67,18 +68,14 @@ static void *follow_main(void *arg)
 		}
 		pthread_mutex_unlock(&h->lock);
 		while (pos < (uint64_t)avail) {
-			size_t len = (uint64_t)avail - pos < SF_HASHER_BLOCK ? (size_t)((uint64_t)avail - pos)
-									    : SF_HASHER_BLOCK;
-			ssize_t n = pread(h->fd, h->buf, len, (off_t)pos);
+			const unsigned char *data;
+			ssize_t n = sf_fileview_get(&h->view, pos, (uint64_t)avail, &data, &h->err);
 
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				h->ret = sf_fail(&h->err, n < 0 ? errno : EIO, "cannot read spool: %s",
-						 n < 0 ? strerror(errno) : "short read");
+			if (n < 0) {
+				h->ret = (sf_ret)n;
 				return NULL;
 			}
-			sf_sha256_update(h->sha, h->buf, (size_t)n);
+			sf_sha256_update(h->sha, data, (size_t)n);
 			pos += (uint64_t)n;
 		}
 	}
@@ -118,7 +115,7 @@ static sf_ret hasher_new(struct sf_hasher **out, struct sf_error *err)
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->not_empty, NULL);
 	pthread_cond_init(&h->not_full, NULL);
-	h->fd = -1;
+	sf_fileview_init(&h->view, -1);
 	h->sha = sf_sha256_new();
 	*out = h;
 	return h->sha ? 0 : sf_fail(err, ENOMEM, "out of memory");
@@ -127,6 +124,9 @@ static sf_ret hasher_new(struct sf_hasher **out, struct sf_error *err)
 static sf_ret hasher_start(struct sf_hasher *h, void *(*fn)(void *), struct sf_error *err)
 {
 	int rc = pthread_create(&h->thread, NULL, fn, h);
+
+	if (rc == 0) /* named for top -H and perf */
+		pthread_setname_np(h->thread, fn == follow_main ? "sf-sha-blob" : "sf-sha-tar");
 
 	if (rc)
 		return sf_fail(err, rc, "cannot start digest thread: %s", strerror(rc));
@@ -141,9 +141,8 @@ sf_ret sf_hasher_follow(struct sf_blob *b, int fd, struct sf_hasher **out, struc
 
 	if (r == 0) {
 		h->blob = b;
-		h->fd = fd;
-		h->buf = malloc(SF_HASHER_BLOCK);
-		r = h->buf ? hasher_start(h, follow_main, err) : sf_fail(err, ENOMEM, "out of memory");
+		sf_fileview_init(&h->view, fd);
+		r = hasher_start(h, follow_main, err);
 	}
 	if (r < 0) {
 		sf_hasher_free(h);
@@ -231,7 +230,7 @@ void sf_hasher_free(struct sf_hasher *h)
 	pthread_mutex_unlock(&h->lock);
 	join(h);
 	sf_sha256_free(h->sha);
-	free(h->buf);
+	sf_fileview_release(&h->view);
 	free(h->ring);
 	pthread_cond_destroy(&h->not_full);
 	pthread_cond_destroy(&h->not_empty);

@@ -7,9 +7,10 @@
  * had little to do.  A hasher moves a digest to its own thread:
  *
  *   follow: hashes a blob's spool file as the fetcher makes it contiguous
- *           (sf_blob_wait), reading it back with pread() from the page
- *           cache, where it just was written: the unpack thread no longer
- *           touches those bytes for the digest.
+ *           (sf_blob_wait), reading the page cache where it just was
+ *           written through a read-only mapping (fileview.h), without a
+ *           copy: the unpack thread no longer touches those bytes for the
+ *           digest.
  *   pipe:   sf_hasher_feed() copies bytes into a bounded ring
  *           (SF_HASHER_RING bytes) that the thread hashes; the feeder
  *           blocks only while the ring is full, so memory stays bounded.

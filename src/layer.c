@@ -26,6 +26,7 @@
 
 #include "decompress.h"
 #include "digest.h"
+#include "fileview.h"
 #include "hasher.h"
 #include "resume.h"
 #include "tar.h"
@@ -37,18 +38,21 @@
  * than the write. */
 #define ASYNC_WRITE_MIN (1u << 20)
 
+/* The blob as the decompressor's source: its bytes are lent in place from
+ * the spool's page cache (fileview.h) as the fetcher makes them contiguous;
+ * read() is the copying form, for the rare short remainder. */
 struct spool_reader {
 	struct sf_blob *blob;
 	int fd;
 	uint64_t pos;
-	struct sf_sha256 *sha; /* NULL: the blob digest is computed elsewhere */
+	struct sf_fileview view;
 };
 
-static ssize_t spool_read(void *ctx, void *buf, size_t len, struct sf_error *err)
+/* Wait until the byte at s->pos is contiguous; how far the spool is (> pos),
+ * 0 at the end of the blob, or the download's negative errno. */
+static int64_t spool_wait(struct spool_reader *s, struct sf_error *err)
 {
-	struct spool_reader *s = ctx;
 	int64_t avail;
-	ssize_t n;
 
 	if (s->pos >= s->blob->size)
 		return 0;
@@ -59,16 +63,43 @@ static ssize_t spool_read(void *ctx, void *buf, size_t len, struct sf_error *err
 		pthread_mutex_unlock(&s->blob->lock);
 		if (!err->msg[0])
 			sf_fail(err, (int)-avail, "download failed: %s", strerror((int)-avail));
-		return (ssize_t)avail;
 	}
+	return avail;
+}
+
+static ssize_t spool_borrow(void *ctx, const void **data, size_t max, struct sf_error *err)
+{
+	struct spool_reader *s = ctx;
+	int64_t avail = spool_wait(s, err);
+	const unsigned char *p;
+	ssize_t n;
+
+	if (avail <= 0)
+		return (ssize_t)avail;
+	if ((uint64_t)avail - s->pos > max)
+		avail = (int64_t)(s->pos + max);
+	n = sf_fileview_get(&s->view, s->pos, (uint64_t)avail, &p, err);
+	if (n > 0) {
+		*data = p;
+		s->pos += (uint64_t)n;
+	}
+	return n;
+}
+
+static ssize_t spool_read(void *ctx, void *buf, size_t len, struct sf_error *err)
+{
+	struct spool_reader *s = ctx;
+	int64_t avail = spool_wait(s, err);
+	ssize_t n;
+
+	if (avail <= 0)
+		return (ssize_t)avail;
 	if ((uint64_t)avail - s->pos < len)
 		len = (size_t)((uint64_t)avail - s->pos);
 	n = pread(s->fd, buf, len, (off_t)s->pos);
 	if (n <= 0)
 		return sf_fail(err, n < 0 ? errno : EIO, "cannot read spool: %s",
 			       n < 0 ? strerror(errno) : "short read");
-	if (s->sha)
-		sf_sha256_update(s->sha, buf, (size_t)n);
 	s->pos += (uint64_t)n;
 	return n;
 }
@@ -309,8 +340,9 @@ static sf_ret unpack_stream(struct pull *p, struct sf_error *err)
 	int more;
 
 	r = sf_decompressor_new(l->desc->compression,
-				(struct sf_reader){ .read = spool_read, .ctx = &p->spool }, &p->dec,
-				err);
+				(struct sf_reader){ .read = spool_read, .borrow = spool_borrow,
+						    .ctx = &p->spool },
+				&p->dec, err);
 	if (r < 0)
 		return r;
 	p->counted.src = sf_decompressor_reader(p->dec);
@@ -392,6 +424,7 @@ static sf_ret fetch_and_unpack(struct pull *p, struct sf_registry *reg, struct s
 		return r;
 	p->buf = malloc(COPY_BUF_SIZE);
 	p->spool = (struct spool_reader){ .blob = &l->blob, .fd = p->files.blob_fd };
+	sf_fileview_init(&p->spool.view, p->files.blob_fd);
 	p->counted.count = &l->unpacked;
 	p->counted.limits = &l->limits;
 	p->counted.max = sf_limits_max_expanded(&l->limits, l->desc->size);
@@ -441,6 +474,7 @@ static void pull_release(struct pull *p, bool failed)
 	sf_writer_free(p->writer);
 	sf_tar_free(p->tar);
 	sf_decompressor_free(p->dec);
+	sf_fileview_release(&p->spool.view);
 	sf_hasher_free(p->counted.hash);
 	free(p->buf);
 	if (p->blob_added) {
@@ -557,6 +591,7 @@ sf_ret sf_layer_start(struct sf_layer *l, struct sf_registry *reg, struct sf_fet
 		      struct sf_error *err)
 {
 	struct start_args *a;
+	char name[16]; /* a thread name's limit, with the NUL */
 	int rc;
 
 	if (sf_layer_state(l) != SF_LAYER_PENDING)
@@ -570,6 +605,8 @@ sf_ret sf_layer_start(struct sf_layer *l, struct sf_registry *reg, struct sf_fet
 		free(a);
 		return sf_fail(err, rc, "cannot start layer thread: %s", strerror(rc));
 	}
+	snprintf(name, sizeof(name), "sf-layer-%u", l->number); /* for top -H, perf */
+	pthread_setname_np(l->thread, name);
 	l->thread_started = true;
 	return 0;
 }

@@ -22,6 +22,12 @@ struct sf_reader {
 	 * than asked for at any time. */
 	ssize_t (*read)(void *ctx, void *buf, size_t len, struct sf_error *err);
 	void *ctx;
+	/* Optional (NULL: not offered; last, so { read, ctx } initialises a
+	 * reader without it).  Consume the next bytes of the stream without
+	 * copying them: *data points at up to max of them, valid until the next
+	 * call on this reader.  Returns like read.  The decompressor takes its
+	 * input this way when it can (a spool read in place). */
+	ssize_t (*borrow)(void *ctx, const void **data, size_t max, struct sf_error *err);
 };
 
 static inline ssize_t sf_read(struct sf_reader r, void *buf, size_t len, struct sf_error *err)

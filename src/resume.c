@@ -106,31 +106,52 @@ static sf_ret open_fresh(const struct sf_cache *c, struct sf_spool *s,
 	return 0;
 }
 
+/* Make the blob file as long as the blob: readers map it (fileview.h), and
+ * a mapped page past the end of a file is SIGBUS.  Sparse, so nothing is
+ * reserved on disk for a size the manifest merely claims.  The size found
+ * first is kept: map records beyond it name bytes someone cut off. */
+static sf_ret size_blob(const struct sf_cache *c, struct sf_spool *s,
+			const struct sf_layer_desc *desc, struct sf_error *err)
+{
+	struct stat st;
+
+	if (fstat(s->blob_fd, &st) < 0)
+		return sf_fail(err, errno, "cache dir %s: cannot stat the spool: %s", c->root,
+			       strerror(errno));
+	s->kept_size = (uint64_t)st.st_size;
+	if (s->kept_size < desc->size && ftruncate(s->blob_fd, (off_t)desc->size) < 0)
+		return sf_fail(err, errno, "cache dir %s: cannot size the spool: %s", c->root,
+			       strerror(errno));
+	return 0;
+}
+
 sf_ret sf_spool_open(const struct sf_cache *c, const struct sf_layer_desc *desc,
 		     struct sf_spool *s, struct sf_error *err)
 {
+	sf_ret r;
+
 	*s = (struct sf_spool){ .blob_fd = -1 };
 	s->work_dir = sf_cache_work_dir(c, desc->digest);
 	if (!s->work_dir)
 		return sf_fail(err, ENOMEM, "out of memory");
 	if (!open_existing(s, desc)) {
-		sf_ret r = open_fresh(c, s, desc, err);
+		r = open_fresh(c, s, desc, err);
 		if (r < 0)
 			return r;
 	}
-	return persister_start(s, err);
+	r = size_blob(c, s, desc, err);
+	return r < 0 ? r : persister_start(s, err);
 }
 
 static uint64_t hook_present(void *arg, uint64_t off, uint64_t len)
 {
 	struct sf_spool *s = arg;
 	uint64_t got = sf_chunkmap_present(s->map, off, len);
-	struct stat st;
 
-	if (got == 0 || fstat(s->blob_fd, &st) < 0 || (uint64_t)st.st_size <= off)
+	if (got == 0 || s->kept_size <= off)
 		return 0;
-	if ((uint64_t)st.st_size - off < got)
-		got = (uint64_t)st.st_size - off;
+	if (s->kept_size - off < got)
+		got = s->kept_size - off;
 	return got;
 }
 
@@ -242,6 +263,8 @@ static sf_ret persister_start(struct sf_spool *s, struct sf_error *err)
 	pthread_condattr_destroy(&ca);
 	p->s = s;
 	e = pthread_create(&p->thread, NULL, persister_main, p);
+	if (e == 0)
+		pthread_setname_np(p->thread, "sf-persist");
 	if (e) {
 		pthread_cond_destroy(&p->wake);
 		pthread_mutex_destroy(&p->lock);

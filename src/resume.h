@@ -56,6 +56,7 @@ struct sf_spool {
 	int blob_fd;		      /* the spool, O_RDWR */
 	struct sf_chunkmap *map;      /* its final ranges */
 	uint64_t resumed;	      /* bytes the map covered at open */
+	uint64_t kept_size;	      /* size of the blob file found at open */
 	struct sf_persister *persist; /* owned; its thread writes map records */
 };
 

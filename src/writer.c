@@ -5,10 +5,22 @@
  * The producer owns that slot's buffer until it queues it; the thread owns
  * the queued slots until it drops them from the head.  Both counters are
  * under lock.
+ *
+ * Writeback is started as data goes in: the commit fsync()s the data file
+ * before the layer counts as complete, and with nothing written back yet
+ * that fsync wrote a whole large file at the very end of the pull (0.4 s
+ * for the bench's 1.2 GiB file).  Every SF_WRITER_KICK bytes of a run of
+ * consecutive writes, sync_file_range(SYNC_FILE_RANGE_WRITE) hands them to
+ * the disk without waiting, so the fsync finds little left to do.  It is a
+ * hint: its errors are ignored, the fsync reports real ones.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sync_file_range */
+#endif
 #include "writer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -31,7 +43,23 @@ struct sf_writer {
 	unsigned head, queued;
 	bool stop;
 	int error; /* first write error (positive errno) */
+	/* the thread's: the written run not yet handed to writeback */
+	uint64_t run_start, run_end;
 };
+
+#define SF_WRITER_KICK (16u << 20)
+
+static void start_writeback(struct sf_writer *w, const struct slot *s)
+{
+	if (s->off != w->run_end)
+		w->run_start = s->off; /* another file, or a sparse jump */
+	w->run_end = s->off + s->len;
+	if (w->run_end - w->run_start >= SF_WRITER_KICK) {
+		sync_file_range(w->fd, (off_t)w->run_start, (off_t)(w->run_end - w->run_start),
+				SYNC_FILE_RANGE_WRITE);
+		w->run_start = w->run_end;
+	}
+}
 
 static int write_slot(int fd, const struct slot *s)
 {
@@ -64,6 +92,8 @@ static void *writer_main(void *arg)
 		s = &w->slots[w->head];
 		pthread_mutex_unlock(&w->lock);
 		e = w->error ? 0 : write_slot(w->fd, s); /* after an error: drop */
+		if (!e && !w->error)
+			start_writeback(w, s);
 		pthread_mutex_lock(&w->lock);
 		if (e && !w->error)
 			w->error = e;
@@ -87,6 +117,8 @@ sf_ret sf_writer_new(int fd, struct sf_writer **out, struct sf_error *err)
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	rc = pthread_create(&w->thread, NULL, writer_main, w);
+	if (rc == 0)
+		pthread_setname_np(w->thread, "sf-write");
 	if (rc) {
 		sf_writer_free(w);
 		return sf_fail(err, rc, "cannot start data writer thread: %s", strerror(rc));

@@ -14,6 +14,12 @@
 #      state "complete", fetched = size, unpacked > 0, a rate field; status
 #      of a rootfs DIR prints the status of its layers' mount; status of a
 #      directory that is no mount fails with one line.
+#   5. one connection limit per cache dir: three pulls of three images in
+#      one cache, at once, through a throttling proxy, with --connections 4
+#      each and --cache-connections 5: at no moment more than 5 blob GETs
+#      are in flight at the proxy (its log: arrival and last byte of each),
+#      though the three would open 12; with --cache-connections 64 they do
+#      go above 5 (so the check can fail).
 #   4. failures: pull of an unknown tag exits non-zero naming the reference;
 #      pull of an image whose config has a wrong diff_id (mkstream.py's
 #      diffid tag) exits 1 with "diff_id mismatch" and the layer digest, and
@@ -152,5 +158,60 @@ check "wrong diff_id: error names the layer digest and diff_id mismatch" \
 	grep -q "^soci-fuse: layer 1 ($bad).*diff_id mismatch" <<<"$out"
 check "wrong diff_id: layer not in CACHE/layers" test ! -e "$T/cache-bad/layers/${bad#sha256:}"
 check "wrong diff_id: nothing left in CACHE/tmp" test -z "$(ls -A "$T/cache-bad/tmp")"
+
+# ------------------------------------------------------------ 5. connection limit
+# three images, one random 3 MiB layer each (distinct blobs: no layer lock)
+for i in 1 2 3; do
+	mkdir -p "$T/conn/l$i"
+	head -c $((3 << 20)) /dev/urandom >"$T/conn/l$i/data"
+	python3 "$INTEG_DIR/mkimage.py" --no-index --no-zstd "$T/conn/img$i" "$T/conn/l$i" >/dev/null
+	skopeo copy -q --dest-tls-verify=false --preserve-digests \
+		"oci:$T/conn/img$i/layout:gzip" "docker://$REGISTRY/test/conn$i:t" ||
+		die "skopeo could not push conn$i"
+done
+# max_in_flight NAME: most blob GETs in flight at once in regproxy NAME's log
+max_in_flight() {
+	python3 - "$T/$1.jsonl" <<'PYEOF2'
+import json, sys
+ev = []
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["method"] == "GET" and "/blobs/" in r["path"] and r.get("range"):
+        # the client is done once the last byte is out, not when the
+        # throttled handler has slept off its last piece
+        ev += [(r["t"], 1), (r.get("t_last", r["t"] + r.get("secs", 0)), -1)]
+n = best = 0
+for _t, d in sorted(ev, key=lambda e: (e[0], e[1])):  # ends before starts
+    n += d
+    best = max(best, n)
+print(best)
+PYEOF2
+}
+# pulls_at_once NAME LIMIT: the three pulls through regproxy NAME, at once
+pulls_at_once() {
+	local name=$1 limit=$2 i pids=() rc=0
+	rm -rf "$T/cache-conn-$name"
+	for i in 1 2 3; do
+		timeout 300 "$SOCI_FUSE" pull --cache "$T/cache-conn-$name" --chunk-size 256K \
+			--connections 4 --cache-connections "$limit" "$PROXY/test/conn$i:t" \
+			>"$T/conn-$name-$i.log" 2>&1 </dev/null &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || rc=1; done
+	return $rc
+}
+start_regproxy limited --rate 1000000
+check "limit: three pulls at once with --cache-connections 5 succeed" pulls_at_once limited 5
+n=$(max_in_flight limited)
+log "limit: at most $n blob GETs in flight at once (limit 5, asked for 3 x 4)"
+check "limit: at most 5 blob GETs in flight ($n)" test "$n" -le 5
+stop_regproxy limited
+start_regproxy unlimited --rate 1000000
+check "no limit: the same pulls with --cache-connections 64 succeed" pulls_at_once unlimited 64
+n=$(max_in_flight unlimited)
+log "no limit: at most $n blob GETs in flight at once"
+check "no limit: more than 5 blob GETs were in flight ($n): the check above can fail" \
+	test "$n" -gt 5
+stop_regproxy unlimited
 
 summary

@@ -12,7 +12,9 @@ this server's business.  Every request is logged on stderr
 ("regproxy: GET /v2/... range=bytes=0-9 -> 206, 10 bytes, 0.01s") and, with
 --log FILE, as one JSON object per line (listener, method, path, range,
 status, bytes, auth scheme, fault, "t": when the request arrived, in
-seconds on a monotonic clock) for the tests to count and time things in.
+seconds on a monotonic clock, "secs": how long its handler ran, "t_last":
+when the last body byte was written) for the tests to count and time
+things in.
 
 Behaviours (options, or the same keys in a JSON --plan file; options win):
 
@@ -422,6 +424,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(piece)
             sent += len(piece)
             self.rec["bytes"] = sent
+            self.rec["t_last"] = round(time.monotonic(), 4)  # before any throttle sleep
             if cut is not None and sent >= cut:
                 break
             if throttle:

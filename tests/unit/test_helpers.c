@@ -1,11 +1,12 @@
 /* Unit tests for a layer's helper threads: hasher.c (SHA-256 following a
- * growing blob, or fed through a bounded ring) and writer.c (data writes
- * handed to a thread).  A fake "fetcher" thread grows the blob here. */
+ * growing blob, or fed through a bounded ring), fileview.c (reading the
+ * spool in place) and writer.c (data writes handed to a thread).  A fake "fetcher" thread grows the blob here. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "digest.h"
 #include "fetch.h"
+#include "fileview.h"
 #include "hasher.h"
 #include "writer.h"
 
@@ -170,6 +172,62 @@ static void test_follow_reports_download_failure(void **state)
 	follow(DATA_SIZE / 2);
 }
 
+/* ---- fileview ---- */
+
+/* Read the whole file through a view in pieces that start anywhere and
+ * cross window boundaries; with `no_mmap`, through its pread fallback. */
+static void view_whole_file(bool no_mmap)
+{
+	size_t size = (size_t)3 * SF_FILEVIEW_WINDOW + 12345;
+	unsigned char *d = make_data(size), *back = malloc(size);
+	struct sf_error err = { 0 };
+	struct sf_fileview v;
+	char path[64];
+	int fd = temp_file(path);
+	uint64_t pos = 0, step = 1;
+
+	assert_non_null(back);
+	assert_int_equal(pwrite(fd, d, size, 0), (ssize_t)size);
+	sf_fileview_init(&v, fd);
+	v.mmap_failed = no_mmap;
+	while (pos < size) {
+		/* end: how far "the fetcher" has got, never the file's end */
+		uint64_t end = pos + step < size ? pos + step : size;
+		const unsigned char *p;
+		ssize_t n = sf_fileview_get(&v, pos, end, &p, &err);
+
+		assert_true(n > 0 && (uint64_t)n <= end - pos);
+		assert_true(n <= SF_FILEVIEW_WINDOW);
+		memcpy(back + pos, p, (size_t)n);
+		pos += (uint64_t)n;
+		step = step * 3 + 7;
+	}
+	assert_memory_equal(back, d, size);
+	/* going back to an earlier window works too */
+	{
+		const unsigned char *p;
+		assert_true(sf_fileview_get(&v, 5, 9, &p, &err) == 4);
+		assert_memory_equal(p, d + 5, 4);
+	}
+	sf_fileview_release(&v);
+	close(fd);
+	unlink(path);
+	free(back);
+	free(d);
+}
+
+static void test_fileview_reads_across_windows(void **state)
+{
+	(void)state;
+	view_whole_file(false);
+}
+
+static void test_fileview_pread_fallback(void **state)
+{
+	(void)state;
+	view_whole_file(true);
+}
+
 /* ---- writer ---- */
 
 static void test_writer_writes_everything_at_its_offset(void **state)
@@ -234,6 +292,8 @@ int main(void)
 		cmocka_unit_test(test_pipe_free_without_final),
 		cmocka_unit_test(test_follow_digest_matches_one_shot),
 		cmocka_unit_test(test_follow_reports_download_failure),
+		cmocka_unit_test(test_fileview_reads_across_windows),
+		cmocka_unit_test(test_fileview_pread_fallback),
 		cmocka_unit_test(test_writer_writes_everything_at_its_offset),
 		cmocka_unit_test(test_writer_reports_write_error),
 	};

@@ -1720,7 +1720,7 @@ static void test_source_errors_name_the_entry(void **state)
 static void test_source_errors(void **state)
 {
 	struct failing_reader f = { 10, NULL };
-	struct sf_reader r = { failing_read, &f };
+	struct sf_reader r = { .read = failing_read, .ctx = &f };
 	struct sf_tar *t;
 	const struct sf_tar_entry *e;
 	struct sf_error err = { 0 };
