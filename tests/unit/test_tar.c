@@ -1674,7 +1674,7 @@ static ssize_t failing_read(void *ctx, void *buf, size_t len, struct sf_error *e
 static sf_ret fail_at(const struct ar *a, size_t at, struct sf_error *err)
 {
 	struct failing_reader f = { at, a->p };
-	struct sf_reader r = { failing_read, &f };
+	struct sf_reader r = { .read = failing_read, .ctx = &f };
 	const struct sf_tar_entry *e;
 	struct sf_tar *t;
 	unsigned char b[64];
