@@ -1,11 +1,13 @@
 /* main.c - the soci-fuse command line: parses arguments, calls mount.c. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache_gc.h"
+#include "config.h"
 #include "mount.h"
 #include "pull.h"
 #include "rootfs.h"
@@ -64,6 +66,9 @@ static const char usage_text[] =
 	"  --max-entries N             tar entries per layer (default 4194304)\n"
 	"\n"
 	"pull takes the mount options but -f, -d and --overlay-xattr.\n"
+	"Defaults for the mount options come from " SF_CONFIG_PATH "\n"
+	"(or $SOCI_FUSE_CONFIG): \"name = value\" lines with the option names\n"
+	"(connections = 32); the command line overrides them.\n"
 	"cache ls lists the layers of the cache: digest, bytes on disk, complete or\n"
 	"partial (a pull that stopped; FETCHED bytes of it are kept for resuming),\n"
 	"last use and whether a mount uses it now.  cache gc removes partial pulls\n"
@@ -135,94 +140,182 @@ static char *take_secret_arg(char *arg)
 	return copy;
 }
 
-static int bad_option(const char *opt, const char *val)
+/* where: NULL for the command line, else "FILE:LINE: " of the config file */
+static int bad_option(const char *where, const char *opt, const char *val)
 {
-	fprintf(stderr, "soci-fuse: invalid value for %s: '%s'\n", opt, val);
+	fprintf(stderr, "soci-fuse: %sinvalid value for %s: '%s'\n", where ? where : "", opt, val);
 	return 2;
 }
 
 enum cmd { CMD_MOUNT, CMD_ROOTFS, CMD_STORE, CMD_PULL };
+
+static const struct option mount_longopts[] = {
+	{ "cache", required_argument, NULL, 'c' },
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "insecure", no_argument, NULL, 'k' },
+	{ "authfile", required_argument, NULL, 'A' },
+	{ "creds", required_argument, NULL, 'C' },
+	{ "tls-ca", required_argument, NULL, 'T' },
+	{ "registries-conf", required_argument, NULL, 'R' },
+	{ "chunk-size", required_argument, NULL, 's' },
+	{ "connections", required_argument, NULL, 'n' },
+	{ "cache-connections", required_argument, NULL, 'N' },
+	{ "overlay-xattr", required_argument, NULL, 'x' },
+	{ "debug", no_argument, NULL, 'd' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "upper", required_argument, NULL, 'U' },
+	{ "work", required_argument, NULL, 'W' },
+	{ "max-layer-size", required_argument, NULL, 'L' },
+	{ "max-expansion-ratio", required_argument, NULL, 'L' },
+	{ "max-entries", required_argument, NULL, 'L' },
+	{ 0 },
+};
+
+/* What the options of mount, rootfs, store and pull set. */
+struct mount_args {
+	struct sf_mount_opts o;
+	const char *upper, *work;
+	char *creds; /* our copy of --creds (take_secret_arg) */
+};
+
+/* Apply option `opt` (an entry of mount_longopts) with value val (NULL for
+ * a flag).  Returns 0, or an exit status after one line; where as for
+ * bad_option. */
+static int set_option(struct mount_args *a, const struct option *opt, char *val,
+		      const char *where)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "--%s", opt->name);
+	switch (opt->val) {
+	case 'c': a->o.cache_dir = val; break;
+	case 'f': a->o.foreground = true; break;
+	case 'k': a->o.insecure = true; break;
+	case 'A': a->o.registry.authfile = val; break;
+	case 'C':
+		free_secretp(&a->creds);
+		a->o.registry.creds = a->creds = take_secret_arg(val);
+		if (!a->creds) {
+			fprintf(stderr, "soci-fuse: out of memory\n");
+			return 1;
+		}
+		break;
+	case 'T': a->o.registry.tls_ca = val; break;
+	case 'R': a->o.registry.registries_conf = val; break;
+	case 'd': a->o.debug = a->o.foreground = true; break;
+	case 's':
+		if (parse_size(val, &a->o.fetch.chunk_size) < 0)
+			return bad_option(where, name, val);
+		break;
+	case 'n':
+		if (parse_count(val, &a->o.fetch.connections) < 0)
+			return bad_option(where, name, val);
+		break;
+	case 'N':
+		if (parse_count(val, &a->o.fetch.cache_connections) < 0)
+			return bad_option(where, name, val);
+		break;
+	case 'x':
+		if (strcmp(val, "trusted") && strcmp(val, "user"))
+			return bad_option(where, name, val);
+		a->o.overlay_xattr = val;
+		break;
+	case 'L':
+		if (sf_limits_set(&a->o.limits, opt->name, val) < 0)
+			return bad_option(where, name, val);
+		break;
+	case 'U': a->upper = val; break;
+	case 'W': a->work = val; break;
+	}
+	return 0;
+}
+
+/* Options a config file may set: node-wide defaults.  Not creds (a
+ * password belongs in an authfile), nor what only makes sense per command
+ * (foreground, debug, upper, work, help). */
+static bool config_may_set(const char *name)
+{
+	static const char *const allowed[] = {
+		"cache", "insecure", "authfile", "tls-ca", "registries-conf", "chunk-size",
+		"connections", "cache-connections", "overlay-xattr", "max-layer-size",
+		"max-expansion-ratio", "max-entries",
+	};
+
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		if (!strcmp(name, allowed[i]))
+			return true;
+	return false;
+}
+
+static void free_args(struct mount_args *a)
+{
+	free_secretp(&a->creds);
+}
+
+/* The config file's options (config.h), before the command line's. */
+static int apply_config(struct mount_args *a, struct sf_config *cfg, enum cmd which)
+{
+	int rc = sf_config_load(cfg);
+
+	for (size_t i = 0; rc == 0 && i < cfg->n; i++) {
+		const struct sf_config_item *it = &cfg->items[i];
+		const struct option *opt = mount_longopts;
+		char where[4200];
+
+		snprintf(where, sizeof(where), "%s:%u: ", cfg->path, it->line);
+		while (opt->name && strcmp(opt->name, it->name))
+			opt++;
+		if (!opt->name || !config_may_set(it->name)) {
+			fprintf(stderr, "soci-fuse: %s%s is not an option a config file sets\n", where,
+				it->name);
+			return 2;
+		}
+		if ((opt->has_arg == required_argument) != (it->value != NULL)) {
+			fprintf(stderr, "soci-fuse: %s%s %s\n", where, it->name,
+				it->value ? "takes no value" : "needs a value (name = value)");
+			return 2;
+		}
+		/* a mount default that pull has no use for */
+		if (which == CMD_PULL && opt->val == 'x')
+			continue;
+		rc = set_option(a, opt, (char *)it->value, where);
+	}
+	return rc;
+}
 
 /* mount, rootfs, store and pull: rootfs also takes --upper/--work; store
  * takes no REF; pull takes neither --upper/--work nor -f/-d/--overlay-xattr. */
 static int cmd_mount(int argc, char **argv, enum cmd which)
 {
 	int rootfs = which == CMD_ROOTFS, pull = which == CMD_PULL;
-	static const struct option longopts[] = {
-		{ "cache", required_argument, NULL, 'c' },
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "insecure", no_argument, NULL, 'k' },
-		{ "authfile", required_argument, NULL, 'A' },
-		{ "creds", required_argument, NULL, 'C' },
-		{ "tls-ca", required_argument, NULL, 'T' },
-		{ "registries-conf", required_argument, NULL, 'R' },
-		{ "chunk-size", required_argument, NULL, 's' },
-		{ "connections", required_argument, NULL, 'n' },
-		{ "cache-connections", required_argument, NULL, 'N' },
-		{ "overlay-xattr", required_argument, NULL, 'x' },
-		{ "debug", no_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "upper", required_argument, NULL, 'U' },
-		{ "work", required_argument, NULL, 'W' },
-		{ "max-layer-size", required_argument, NULL, 'L' },
-		{ "max-expansion-ratio", required_argument, NULL, 'L' },
-		{ "max-entries", required_argument, NULL, 'L' },
-		{ 0 },
+	__attribute__((cleanup(sf_config_free))) struct sf_config cfg = { 0 };
+	__attribute__((cleanup(free_args))) struct mount_args a = {
+		.o = { .limits = SF_LIMITS_DEFAULTS },
 	};
-	struct sf_mount_opts o = { .limits = SF_LIMITS_DEFAULTS };
-	__attribute__((cleanup(free_secretp))) char *creds = NULL;
-	int li;
-	const char *upper = NULL, *work = NULL;
+	struct sf_mount_opts o;
+	const char *upper, *work;
 	const char *cmd = rootfs ? "rootfs" : pull ? "pull" : which == CMD_STORE ? "store" : "mount";
-	int c;
+	int c, li, rc;
 
-	while ((c = getopt_long(argc, argv, "fdh", longopts, &li)) != -1) {
-		switch (c) {
-		case 'c': o.cache_dir = optarg; break;
-		case 'f': o.foreground = true; break;
-		case 'k': o.insecure = true; break;
-		case 'A': o.registry.authfile = optarg; break;
-		case 'C':
-			free_secretp(&creds);
-			o.registry.creds = creds = take_secret_arg(optarg);
-			if (!creds) {
-				fprintf(stderr, "soci-fuse: out of memory\n");
-				return 1;
-			}
-			break;
-		case 'T': o.registry.tls_ca = optarg; break;
-		case 'R': o.registry.registries_conf = optarg; break;
-		case 'd': o.debug = o.foreground = true; break;
-		case 's':
-			if (parse_size(optarg, &o.fetch.chunk_size) < 0)
-				return bad_option("--chunk-size", optarg);
-			break;
-		case 'n':
-			if (parse_count(optarg, &o.fetch.connections) < 0)
-				return bad_option("--connections", optarg);
-			break;
-		case 'N':
-			if (parse_count(optarg, &o.fetch.cache_connections) < 0)
-				return bad_option("--cache-connections", optarg);
-			break;
-		case 'x':
-			if (strcmp(optarg, "trusted") && strcmp(optarg, "user"))
-				return bad_option("--overlay-xattr", optarg);
-			o.overlay_xattr = optarg;
-			break;
-		case 'L':
-			if (sf_limits_set(&o.limits, longopts[li].name, optarg) < 0) {
-				char name[32];
-				snprintf(name, sizeof(name), "--%s", longopts[li].name);
-				return bad_option(name, optarg);
-			}
-			break;
-		case 'U': upper = optarg; break;
-		case 'W': work = optarg; break;
-		case 'h': return usage(stdout, 0);
-		default: return usage(stderr, 2);
-		}
+	rc = apply_config(&a, &cfg, which);
+	if (rc)
+		return rc;
+	while ((li = -1, c = getopt_long(argc, argv, "fdh", mount_longopts, &li)) != -1) {
+		const struct option *opt = li >= 0 ? &mount_longopts[li] : mount_longopts;
+
+		if (c == 'h')
+			return usage(stdout, 0);
+		if (c == '?' || c == ':')
+			return usage(stderr, 2);
+		while (li < 0 && opt->name && opt->val != c) /* -f, -d: find their entry */
+			opt++;
+		rc = set_option(&a, opt, optarg, NULL);
+		if (rc)
+			return rc;
 	}
+	o = a.o;
+	upper = a.upper;
+	work = a.work;
 	if (pull && (upper || work || o.foreground || o.overlay_xattr)) {
 		fprintf(stderr, "soci-fuse: pull does not take --upper, --work, --foreground, "
 				"--debug or --overlay-xattr\n");
@@ -292,7 +385,7 @@ static int cmd_cache(int argc, char **argv)
 		case 'm':
 			/* 0 is allowed here: remove everything not in use */
 			if (strcmp(optarg, "0") && parse_size(optarg, &max_size) < 0)
-				return bad_option("--max-size", optarg);
+				return bad_option(NULL, "--max-size", optarg);
 			have_max = true;
 			break;
 		case 'h': return usage(stdout, 0);

@@ -20,6 +20,11 @@
 #      are in flight at the proxy (its log: arrival and last byte of each),
 #      though the three would open 12; with --cache-connections 64 they do
 #      go above 5 (so the check can fail).
+#   6. the config file ($SOCI_FUSE_CONFIG): its `cache = DIR` is where a
+#      pull without --cache puts the layers, --cache on the command line
+#      wins over it, its `chunk-size` sets the Range requests' size (proxy
+#      log); an unknown name, `creds`, a bad value: exit 2, one line naming
+#      file:line; a SOCI_FUSE_CONFIG that does not exist is an error too.
 #   4. failures: pull of an unknown tag exits non-zero naming the reference;
 #      pull of an image whose config has a wrong diff_id (mkstream.py's
 #      diffid tag) exits 1 with "diff_id mismatch" and the layer digest, and
@@ -213,5 +218,41 @@ log "no limit: at most $n blob GETs in flight at once"
 check "no limit: more than 5 blob GETs were in flight ($n): the check above can fail" \
 	test "$n" -gt 5
 stop_regproxy unlimited
+
+# ------------------------------------------------------------ 6. config file
+start_regproxy cfg
+cat >"$T/soci-fuse.conf" <<CONF
+# defaults for every command
+cache = $T/cache-cfg   # the cache
+chunk-size = 64K
+connections = 2
+CONF
+export SOCI_FUSE_CONFIG=$T/soci-fuse.conf
+check "config: pull without --cache succeeds" \
+	timeout 120 "$SOCI_FUSE" pull "$PROXY/test/conn1:t" </dev/null
+check "config: its cache = DIR got the layers" layers_in_cache "$T/cache-cfg" "$PROXY/test/conn1:t"
+n=$(regproxy_count cfg 'get("method") == "GET" and "/blobs/" in r["path"] and (r.get("range") or "").startswith("bytes=") and r["status"] == 206')
+check "config: chunk-size = 64K: the 3 MiB layer came in >= 48 range GETs ($n)" test "$n" -ge 48
+check "config: --cache on the command line wins" \
+	timeout 120 "$SOCI_FUSE" pull --cache "$T/cache-cfg2" "$PROXY/test/conn2:t" </dev/null
+check "config: ... so the layers are in that cache" layers_in_cache "$T/cache-cfg2" "$PROXY/test/conn2:t"
+check "config: ... and not in the file's" test ! -e "$T/cache-cfg/layers/$(manifest_layers "$PROXY/test/conn2:t" | sed -n 1p | cut -d: -f2)"
+# bad_config LINE EXPECT: a config with LINE (as line 2) fails: exit 2, one line naming file:2
+bad_config() {
+	local out rc
+	printf '# x\n%s\n' "$1" >"$T/bad.conf"
+	out=$(SOCI_FUSE_CONFIG=$T/bad.conf "$SOCI_FUSE" pull "$PROXY/test/conn1:t" 2>&1 </dev/null) && rc=0 || rc=$?
+	[ "$rc" = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -qF "$T/bad.conf:2: " <<<"$out" &&
+		grep -qF -- "$2" <<<"$out" || { echo "rc=$rc: $out" >&2; return 1; }
+}
+check "config: unknown name" bad_config "colour = blue" "colour is not an option a config file sets"
+check "config: creds" bad_config "creds = a:b" "creds is not an option a config file sets"
+check "config: bad value" bad_config "connections = lots" "invalid value for --connections: 'lots'"
+check "config: a flag with a value" bad_config "insecure = yes" "insecure takes no value"
+out=$(SOCI_FUSE_CONFIG=$T/nonexistent.conf "$SOCI_FUSE" pull x 2>&1) && rc=0 || rc=$?
+check "config: a SOCI_FUSE_CONFIG that does not exist: exit 2 naming it" \
+	bash -c '[ "$1" = 2 ] && grep -q "nonexistent.conf: No such file" <<<"$2"' _ "$rc" "$out"
+unset SOCI_FUSE_CONFIG
+stop_regproxy cfg
 
 summary
