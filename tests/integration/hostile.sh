@@ -145,6 +145,7 @@ ok = re.compile("(?:%s)$" % "|".join((
     "layers/%s(?:/(?:meta\\.json|index|data))?" % H,
     "tmp/%s(?:/(?:blob|blob\\.map|data|index|meta\\.json))?" % H,
     "locks/%s\\.(?:lock|use)" % H,
+    "locks/(?:conn|fetcher)\\.[0-9]+",  # connection slots (connslots.h)
     "images/%s\\.json" % H)))
 bad = []
 for d, dirs, files in os.walk(root):
