@@ -178,16 +178,15 @@ sys.exit(1)
 EOF
 }
 
-# wait_fetched MNT PCT: until layer 1 fetched >= PCT% (60 s at most)
+# wait_fetched MNT BYTES: until layer 1 fetched >= BYTES (60 s at most)
 wait_fetched() {
 	python3 - "$1/status" "$2" <<'EOF'
 import json, sys, time
-path, pct = sys.argv[1], int(sys.argv[2])
+path, want = sys.argv[1], int(sys.argv[2])
 end = time.time() + 60
 while time.time() < end:
     try:
-        l = json.load(open(path))["layers"][1]
-        if l["size"] and l["fetched"] * 100 >= l["size"] * pct:
+        if json.load(open(path))["layers"][1]["fetched"] >= want:
             sys.exit(0)
     except (OSError, ValueError, KeyError, IndexError):
         pass
@@ -219,7 +218,9 @@ signal_mid_pull() {
 	park "stat-$sig" stat "$mnt/layers/1/late-dir/f"
 	check "$sig: a read and a stat of late entries are parked in the daemon" \
 		parked "read-$sig" "stat-$sig"
-	check "$sig: layer 1 fetched 30%" wait_fetched "$mnt" 30
+	# `fetched` counts the chunks in flight too: past 2 chunks (one per
+	# connection) at least one chunk is whole, so there is a spool to keep
+	check "$sig: layer 1 fetched 3 chunks" wait_fetched "$mnt" $((3 * CHUNK))
 	check "$sig: layer 1 still fetching when the signal comes" test "$(field "$mnt" state)" = fetching
 	check "$sig: the daemon exited" kill_wait "$sig" "$pid"
 	for job in read stat; do
