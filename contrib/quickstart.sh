@@ -222,7 +222,7 @@ run_tests() {
 	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$sanlog/ubsan"
 	export LSAN_OPTIONS="report_objects=1"
 	# shorter variants of the long robustness tests (CI time budget)
-	CRASH_SEEDS=2 LOAD_MIB=8 LOAD_MOUNTS=4 check_in "$SRC/build-asan" "ASan+UBSan" || rc=1
+	CRASH_SEEDS=4 LOAD_MIB=8 LOAD_MOUNTS=4 check_in "$SRC/build-asan" "ASan+UBSan" || rc=1
 	unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 	if compgen -G "$sanlog/*" >/dev/null; then
 		say "sanitizer reports (also from daemons) in $sanlog:"

@@ -88,30 +88,56 @@ static bool is_dead_mount(const char *path)
 	return statfs(path, &sfs) < 0 && errno == ENOTCONN;
 }
 
-/* Resolve and check the mountpoint; clean a dead FUSE mount left by a
- * killed daemon ("Transport endpoint is not connected"). */
+/* fusermount3 -u [-z] path: the setuid helper unmounts for a user who may
+ * not call umount2.  Returns 0 when it succeeded. */
+static int fusermount_u(const char *path, bool lazy)
+{
+	pid_t pid = fork();
+	int status = 1;
+
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", lazy ? "-uz" : "-u", path, (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, &status, 0);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+int sf_clean_dead_mount(const char *path, bool *cleaned)
+{
+	*cleaned = false;
+	if (!is_dead_mount(path))
+		return 0;
+	/* detach: files still open on a dead mount can only fail anyway */
+	if (umount2(path, MNT_DETACH) < 0) {
+		int e = errno;
+
+		if (e != EPERM || fusermount_u(path, true) < 0)
+			return fail("%s: dead mount left by a killed daemon, and it cannot be "
+				    "unmounted: %s",
+				    path, strerror(e));
+	}
+	fprintf(stderr, "soci-fuse: cleaned up a dead mount left at %s\n", path);
+	*cleaned = true;
+	return 0;
+}
+
+/* Resolve and check the mountpoint, after cleaning a dead FUSE mount there
+ * (realpath and stat of it would fail with ENOTCONN). */
 int sf_check_mountpoint(const char *path, char *abs)
 {
 	struct stat st;
+	bool cleaned;
 
-	if (stat(path, &st) < 0 && errno == ENOTCONN) {
-		if (umount2(path, MNT_DETACH) < 0)
-			return fail("mountpoint %s: dead mount left by a killed daemon, and it "
-				    "cannot be unmounted: %s", path, strerror(errno));
-		fprintf(stderr, "soci-fuse: cleaned up a dead mount left at %s\n", path);
-	}
+	if (sf_clean_dead_mount(path, &cleaned) != 0)
+		return 1;
 	if (!realpath(path, abs))
 		return fail("mountpoint %s: %s", path, strerror(errno));
 	if (stat(abs, &st) < 0)
 		return fail("mountpoint %s: %s", path, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return fail("mountpoint %s: not a directory", path);
-	if (sf_is_mountpoint(abs) && is_dead_mount(abs)) {
-		if (umount2(abs, MNT_DETACH) < 0)
-			return fail("mountpoint %s: dead mount left by a killed daemon, and it "
-				    "cannot be unmounted: %s", path, strerror(errno));
-		fprintf(stderr, "soci-fuse: cleaned up a dead mount left at %s\n", path);
-	}
 	if (sf_is_mountpoint(abs))
 		return fail("mountpoint %s is busy: something is already mounted there", path);
 	return 0;
@@ -385,26 +411,21 @@ int sf_mount_main(const struct sf_mount_opts *o)
 
 int sf_umount_main(const char *mountpoint)
 {
-	if (umount2(mountpoint, 0) == 0)
+	bool cleaned;
+
+	if (sf_clean_dead_mount(mountpoint, &cleaned) != 0)
+		return 1;
+	if (cleaned || umount2(mountpoint, 0) == 0)
 		return 0;
 	switch (errno) {
 	case EINVAL:
 		return fail("%s is not mounted", mountpoint);
 	case EBUSY:
 		return fail("%s is busy: unmount the overlay stacked on it and stop processes "
-			    "using it first", mountpoint);
-	case EPERM: {
-		/* not root: let the setuid helper do it */
-		pid_t pid = fork();
-		int status = 1;
-		if (pid == 0) {
-			execlp("fusermount3", "fusermount3", "-u", mountpoint, (char *)NULL);
-			_exit(127);
-		}
-		if (pid > 0)
-			waitpid(pid, &status, 0);
-		return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
-	}
+			    "using it first",
+			    mountpoint);
+	case EPERM: /* not root: let the setuid helper do it */
+		return fusermount_u(mountpoint, false) == 0 ? 0 : 1;
 	default:
 		return fail("cannot unmount %s: %s", mountpoint, strerror(errno));
 	}

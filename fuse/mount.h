@@ -67,6 +67,11 @@ void sf_unescape_mountinfo(char *s);
  * with nothing mounted on it, and detach a dead FUSE mount left there by a
  * killed daemon.  Returns 0, or 1 after printing one line. */
 int sf_check_mountpoint(const char *path, char *abs);
+/* When path is a dead FUSE mount (its daemon was killed: "Transport
+ * endpoint is not connected"), detach it, say so on stderr and set
+ * *cleaned.  Asks the file system (statfs), so a live daemon must answer.
+ * Returns 0, or 1 after printing one line when it cannot be detached. */
+int sf_clean_dead_mount(const char *path, bool *cleaned);
 /* The default cache dir for this user.  New string; NULL on ENOMEM. */
 char *sf_default_cache_dir(void);
 /* True when the absolute path abs is a mount point. */

@@ -334,6 +334,7 @@ int sf_rootfs_umount_main(const char *dir)
 {
 	char abs[PATH_MAX];
 	struct priv p;
+	bool cleaned;
 
 	if (!realpath(dir, abs) || find_rootfs(abs, &p) != 0)
 		return sf_cmd_fail("%s is not a soci-fuse rootfs", dir);
@@ -342,7 +343,10 @@ int sf_rootfs_umount_main(const char *dir)
 			return sf_cmd_fail("%s is busy: stop the processes (containers) using it first", dir);
 		return sf_cmd_fail("cannot unmount %s: %s", dir, strerror(errno));
 	}
-	if (umount_layers(&p) < 0)
+	/* a killed layers' daemon leaves the overlay over a dead mount */
+	if (sf_clean_dead_mount(p.mnt, &cleaned) != 0)
+		return 1;
+	if (!cleaned && umount_layers(&p) < 0)
 		return sf_cmd_fail("unmounted %s, but not the layers at %s: %s", dir, p.mnt,
 			       strerror(errno));
 	priv_remove(&p);

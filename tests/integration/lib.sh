@@ -434,3 +434,33 @@ overlay_mount() {
 		return 1
 	echo "$d/merged"
 }
+
+# ---------------------------------------------------------------- cache
+# chunkmap_bytes FILE: bytes of the blob that the chunk map FILE (a
+# tmp/<hex>/blob.map) records as final; 0 when there is none or its header
+# is bad.  The format is src/chunkmap.c's, parsed here independently of the
+# C code.
+chunkmap_bytes() {
+	python3 - "$1" <<'EOF_PY'
+import struct, sys, zlib
+try:
+    d = open(sys.argv[1], "rb").read()
+except OSError:
+    print(0); sys.exit()
+if len(d) < 96 or d[:8] != b"SFCHMAP1" or struct.unpack("<I", d[80:84])[0] != zlib.crc32(d[:80]):
+    print(0); sys.exit()
+size = struct.unpack("<Q", d[8:16])[0]
+rs, pos = [], 96
+while pos + 32 <= len(d):
+    r = d[pos:pos + 32]
+    magic, _, off, ln, crc = struct.unpack("<IIQQI", r[:28])
+    if magic != 0x52434653 or crc != zlib.crc32(r[:24]) or ln == 0 or off + ln > size:
+        break
+    rs.append((off, off + ln)); pos += 32
+rs.sort(); total, end = 0, 0
+for a, b in rs:
+    a = max(a, end)
+    if b > a: total += b - a; end = b
+print(total)
+EOF_PY
+}
