@@ -257,6 +257,43 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 /* ---- files ---- */
 
+/* The status document of one open of <mnt>/status, on fs->snaps. */
+struct status_snap {
+	struct status_snap *prev, *next;
+	char *text;
+};
+
+static struct status_snap *snap_new(struct sf_fs *fs)
+{
+	struct status_snap *snap = calloc(1, sizeof(*snap));
+
+	if (!snap || !(snap->text = sf_fs_status_json(fs))) {
+		free(snap);
+		return NULL;
+	}
+	pthread_mutex_lock(&fs->snap_lock);
+	snap->next = fs->snaps;
+	if (fs->snaps)
+		fs->snaps->prev = snap;
+	fs->snaps = snap;
+	pthread_mutex_unlock(&fs->snap_lock);
+	return snap;
+}
+
+static void snap_free(struct sf_fs *fs, struct status_snap *snap)
+{
+	pthread_mutex_lock(&fs->snap_lock);
+	if (snap->prev)
+		snap->prev->next = snap->next;
+	else
+		fs->snaps = snap->next;
+	if (snap->next)
+		snap->next->prev = snap->prev;
+	pthread_mutex_unlock(&fs->snap_lock);
+	free(snap->text);
+	free(snap);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sf_fs *fs = fs_of(req);
@@ -276,15 +313,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* a snapshot per open, so a reader that needs several read()s
 		 * gets one consistent document (not pieces of two), and a new
 		 * open sees new progress; direct_io: the size is not known */
-		char *text = sf_fs_status_json(fs);
-		if (!text) {
+		struct status_snap *snap = snap_new(fs);
+		if (!snap) {
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		fi->fh = (uint64_t)(uintptr_t)text;
+		fi->fh = (uint64_t)(uintptr_t)snap;
 		fi->direct_io = 1;
 		if (fuse_reply_open(req, fi) != 0)
-			free(text); /* the open was interrupted: no release follows */
+			snap_free(fs, snap); /* the open was interrupted: no release follows */
 		return;
 	}
 	l = decode_ino(fs, ino, &id);
@@ -333,7 +370,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (ino == INO_STATUS) {
-		reply_status(req, (const char *)(uintptr_t)fi->fh, size, off);
+		reply_status(req, ((struct status_snap *)(uintptr_t)fi->fh)->text, size, off);
 		return;
 	}
 	l = decode_ino(fs, ino, &id);
@@ -346,7 +383,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	if (ino == INO_STATUS)
-		free((char *)(uintptr_t)fi->fh); /* the snapshot made at open */
+		snap_free(fs_of(req), (struct status_snap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -453,6 +490,7 @@ int sf_fs_init(struct sf_fs *fs, struct sf_layer *layers, unsigned n_layers,
 	fs->img = img;
 	sf_tree_init(&fs->tree, opaque_xattr, layer_by_number, fs);
 	pthread_mutex_init(&fs->rate_lock, NULL);
+	pthread_mutex_init(&fs->snap_lock, NULL);
 	fs->lowerdir = malloc(cap);
 	fs->rates = calloc(n_layers ? n_layers : 1, sizeof(*fs->rates));
 	if (!fs->lowerdir || !fs->rates)
@@ -476,6 +514,10 @@ void sf_fs_fail_waiters(struct sf_fs *fs, int error)
 
 void sf_fs_destroy(struct sf_fs *fs)
 {
+	/* files still open when the session ended: no release came */
+	while (fs->snaps)
+		snap_free(fs, fs->snaps);
+	pthread_mutex_destroy(&fs->snap_lock);
 	sf_tree_destroy(&fs->tree);
 	free(fs->lowerdir);
 	free(fs->rates);

@@ -24,6 +24,11 @@ struct sf_fs {
 
 	pthread_mutex_t rate_lock; /* guards rates */
 	struct sf_rate *rates;	   /* per layer: fetch rate, sampled by status reads */
+
+	/* The status snapshots of open files (fs.c), so that those still open
+	 * when the session ends (no release comes then) are freed too. */
+	pthread_mutex_t snap_lock;
+	struct status_snap *snaps;
 };
 
 extern const struct fuse_lowlevel_ops sf_fs_ops;
