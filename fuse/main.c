@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cache_gc.h"
-#include "config.h"
+#include "conffile.h"
 #include "mount.h"
 #include "pull.h"
 #include "rootfs.h"
@@ -252,7 +252,7 @@ static void free_args(struct mount_args *a)
 	free_secretp(&a->creds);
 }
 
-/* The config file's options (config.h), before the command line's. */
+/* The config file's options (conffile.h), before the command line's. */
 static int apply_config(struct mount_args *a, struct sf_config *cfg, enum cmd which)
 {
 	int rc = sf_config_load(cfg);

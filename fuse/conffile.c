@@ -1,5 +1,5 @@
-/* config.c - see config.h. */
-#include "config.h"
+/* conffile.c - see conffile.h. */
+#include "conffile.h"
 
 #include <ctype.h>
 #include <errno.h>
